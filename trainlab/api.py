@@ -1,0 +1,267 @@
+"""The Python API: ``train()``, ``load_run()`` and the :class:`Run` they return.
+
+This module wires a validated config into data, model, optimizer, schedule, loss, callbacks and trainer;
+the CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from trainlab import config as config_mod
+from trainlab import data as data_mod
+from trainlab import models, rundir
+from trainlab.config import RunConfig
+from trainlab.data.bundle import DataBundle, DataMeta
+from trainlab.data.loaders import BatchTransform, make_loader
+from trainlab.engine import checkpoint
+from trainlab.engine.callbacks import Callback
+from trainlab.engine.runtime import resolve_device, resolve_precision, seed_everything
+from trainlab.engine.trainer import Trainer
+from trainlab.losses import build_loss
+from trainlab.optim import build_optimizer, build_schedule
+from trainlab.predict_input import load_images
+from trainlab.registry import CALLBACKS
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; a checkpoint was saved in ``run_dir``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"training interrupted; resume with: trainlab train --resume {run_dir}")
+        self.run_dir = run_dir
+
+
+class TrainingFailed(RuntimeError):
+    """The run stopped because it could not be trusted (e.g. the loss diverged)."""
+
+    def __init__(self, run_dir: Path, reason: str) -> None:
+        super().__init__(f"{reason}\nrun directory: {run_dir}")
+        self.run_dir = run_dir
+
+
+@dataclass
+class Session:
+    """Everything built from one config, ready to fit or evaluate."""
+
+    cfg: RunConfig
+    device: torch.device
+    bundle: DataBundle
+    model: nn.Module
+    trainer: Trainer
+
+    def loader(self, split: str) -> Any:
+        """A non-shuffled loader over ``train``, ``val`` or ``test``."""
+        dataset = getattr(self.bundle, split)
+        if dataset is None:
+            raise ValueError(f"dataset '{self.cfg.data.name}' has no {split} split")
+        return _loader(self.cfg, dataset, self.bundle.meta, self.device, shuffle=False)
+
+
+def _loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, shuffle: bool) -> Any:
+    return make_loader(dataset, batch_size=cfg.train.batch_size, device=device,
+                       transform=BatchTransform.from_preprocess(meta.preprocess), kind=cfg.data.loader,
+                       shuffle=shuffle, seed=cfg.train.seed, num_workers=cfg.data.num_workers)
+
+
+def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:
+    return models.create(cfg.model.name, num_classes=meta.num_outputs, in_channels=meta.in_channels,
+                         input_size=meta.input_size, **cfg.model.options())
+
+
+def build_session(cfg: RunConfig, run_dir: Path | None) -> Session:
+    """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer."""
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    device = resolve_device(cfg.train.device)
+    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
+                            **cfg.data.options())
+    meta = bundle.meta
+    model = build_model(cfg, meta).to(device)
+    loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options())
+    if hasattr(model, "wrap_loss"):  # e.g. auxiliary classifiers add their own terms
+        loss_fn = model.wrap_loss(loss_fn)
+    train_loader = _loader(cfg, bundle.train, meta, device, shuffle=True)
+    val_loader = _loader(cfg, bundle.val, meta, device, shuffle=False) if bundle.val is not None else None
+    optimizer = build_optimizer(cfg.optim, model.parameters())
+    schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * len(train_loader))
+    callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
+    trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, task=meta.task,
+                      epochs=cfg.train.epochs, device=device,
+                      autocast_dtype=resolve_precision(cfg.train.precision, device), callbacks=callbacks,
+                      log_every=cfg.train.log_every, run_dir=run_dir)
+    return Session(cfg, device, bundle, model, trainer)
+
+
+def train(model: str | None = None, data: str | None = None, epochs: int | None = None, *,
+          config: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] | None = None,
+          resume: str | Path | None = None, **flags: Any) -> "Run":
+    """Train and return the :class:`Run`.
+
+    ``flags`` are the CLI flag names (``lr``, ``batch_size``, ``optimizer``, ``device``, ``seed``, ``name``,
+    ``out``); ``overrides`` are dotted keys (``{"optim.momentum": 0.9}`` or ``["optim.momentum=0.9"]``).
+    ``resume`` continues a run directory from its last checkpoint.
+    """
+    flags = {"model": model, "data": data, "epochs": epochs, **flags}
+    if resume is not None:
+        run_dir = rundir.require_run(resume)
+        cfg = config_mod.load(run_dir / rundir.CONFIG_FILE, flags=flags, overrides=overrides)
+    else:
+        cfg = config_mod.load(config, flags=flags, overrides=overrides)
+        run_dir = rundir.create(cfg)
+    rundir.save_config(run_dir, cfg)
+    session = build_session(cfg, run_dir)
+    rundir.write_json(run_dir / rundir.DATA_FILE, session.bundle.meta.to_dict())
+    if resume is not None:
+        _resume_latest(session.trainer, run_dir)
+    return _fit(session, run_dir)
+
+
+def _resume_latest(trainer: Trainer, run_dir: Path) -> None:
+    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
+    checkpoint.clean_leftovers(ckpt_dir)
+    latest = checkpoint.latest(ckpt_dir, "last")
+    if latest is None:
+        raise checkpoint.CheckpointError(f"{run_dir} has no complete checkpoint to resume from")
+    trainer.resume(latest)
+
+
+def _fit(session: Session, run_dir: Path) -> "Run":
+    started = time.perf_counter()
+    state = session.trainer.state
+    summary = _summary_base(session)
+    try:
+        session.trainer.fit()
+    except KeyboardInterrupt:
+        _write_summary(run_dir, summary, state, "interrupted", started)
+        raise TrainingInterrupted(run_dir) from None
+    if state.failed:
+        _write_summary(run_dir, summary, state, "failed", started)
+        raise TrainingFailed(run_dir, state.stop_reason or "training failed")
+    if session.bundle.test is not None:
+        summary["test"] = session.trainer.evaluate(session.loader("test"), prefix="test")
+    _write_summary(run_dir, summary, state, "completed", started)
+    return Run(run_dir)
+
+
+def _summary_base(session: Session) -> dict[str, Any]:
+    cfg = session.cfg
+    return {
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "task": session.bundle.meta.task,
+        "params": sum(p.numel() for p in session.model.parameters()),
+        "seed": cfg.train.seed,
+        "device": str(session.device),
+        "precision": str(session.trainer.autocast_dtype or "fp32").replace("torch.", ""),
+        "versions": rundir.versions(),
+    }
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any], state: Any, status: str, started: float) -> None:
+    history = state.history
+    summary.update(
+        status=status,
+        stop_reason=state.stop_reason,
+        epochs_completed=state.epoch,
+        steps=state.step,
+        train_seconds=state.train_seconds,
+        wall_seconds=summary.get("wall_seconds", 0.0) + time.perf_counter() - started,
+        final=history[-1] if history else {},
+        best=best_metrics(history),
+    )
+    rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)
+
+
+def best_metrics(history: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """For each loss/accuracy/RMSE column, its best value and the epoch it was reached."""
+    best: dict[str, dict[str, float]] = {}
+    for key in sorted({k for row in history for k in row}):
+        if not key.endswith(("_loss", "_acc", "_rmse")):
+            continue
+        rows = [row for row in history if row.get(key) is not None]
+        pick = max if key.endswith("_acc") else min
+        top = pick(rows, key=lambda row: row[key])
+        best[key] = {"value": top[key], "epoch": top["epoch"]}
+    return best
+
+
+@dataclass
+class Prediction:
+    """One input's prediction: class name and probability (classification) or value (regression)."""
+
+    path: str
+    label: str | None
+    probability: float | None
+    value: float | None = None
+
+
+class Run:
+    """A finished (or interrupted) run directory, ready to inspect, evaluate and predict with."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = rundir.require_run(path)
+        self.config = config_mod.load(self.path / rundir.CONFIG_FILE)
+        self.meta = DataMeta.from_dict(rundir.read_json(self.path / rundir.DATA_FILE))
+
+    def __repr__(self) -> str:
+        return f"Run('{self.path}')"
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return rundir.read_json(self.path / rundir.SUMMARY_FILE)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch, as in ``metrics.csv``."""
+        path = self.path / rundir.METRICS_FILE
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+    def best_checkpoint(self) -> Path:
+        """The best checkpoint if one was saved, else the last."""
+        ckpt_dir = self.path / rundir.CHECKPOINT_DIR
+        found = checkpoint.latest(ckpt_dir, "best") or checkpoint.latest(ckpt_dir, "last")
+        if found is None:
+            raise checkpoint.CheckpointError(f"{self.path} has no complete checkpoint")
+        return found
+
+    def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The model with its best weights, in eval mode."""
+        model = build_model(self.config, self.meta)
+        model.load_state_dict(checkpoint.load(self.best_checkpoint()).model)
+        return model.to(device).eval()
+
+    def evaluate(self, split: str = "test", device: str = "auto") -> dict[str, float]:
+        """Metrics of the best weights on a split of the run's dataset."""
+        cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides={"train.device": device})
+        session = build_session(cfg, run_dir=None)
+        session.model.load_state_dict(checkpoint.load(self.best_checkpoint()).model)
+        return session.trainer.evaluate(session.loader(split), prefix=split)
+
+    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction]:
+        """Predict image files of any size or mode, preprocessed as the training data was."""
+        preprocess = self.meta.preprocess
+        if preprocess.get("kind") != "image":
+            raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
+                             "predict on image files needs an image run")
+        model = self.load_model(device)
+        batch = BatchTransform.from_preprocess(preprocess)(load_images(paths, preprocess)).to(device)
+        with torch.no_grad():
+            output = model(batch).float()
+        if self.meta.task != "classification":
+            return [Prediction(str(p), None, None, float(v)) for p, v in zip(paths, output.reshape(-1))]
+        probs = output.softmax(dim=1)
+        classes = self.meta.classes or [str(i) for i in range(probs.shape[1])]
+        top = probs.max(dim=1)
+        return [Prediction(str(p), classes[int(i)], float(v)) for p, v, i in zip(paths, top.values, top.indices)]
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run directory."""
+    return Run(path)

@@ -1,0 +1,64 @@
+"""``trainlab train``: train from defaults, a YAML config, flags and ``--set`` overrides."""
+
+from __future__ import annotations
+
+import argparse
+
+from trainlab.api import TrainingFailed, TrainingInterrupted, train
+from trainlab.cli.common import HelpFormatter, console
+from trainlab.cli.evaluate import print_metrics
+
+DESCRIPTION = """\
+Train a model and save everything about the run in runs/<name>/.
+
+Settings come from (lowest to highest precedence): built-in defaults < the YAML file (-c) < flags
+(--model, --epochs, ...) < --set overrides.  Every key is validated before any data is loaded.
+
+examples:
+  trainlab train                                      default CNN on the built-in digits
+  trainlab train --model mlp --set model.hidden=[128,64] --set model.dropout=0.2
+  trainlab train -c configs/digits.yaml --lr 0.01 --optimizer sgd --set optim.momentum=0.9
+  trainlab train --set callbacks.early_stopping.patience=3
+  trainlab train --resume runs/simple-cnn-digits-20261122-101500
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model (default: a small CNN on built-in digits)",
+                                   description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("-c", "--config", help="YAML config file with sections data, model, optim, sched, loss, "
+                        "train, callbacks")
+    parser.add_argument("--model", help="model name (see `trainlab list models`)")
+    parser.add_argument("--data", help="dataset name (see `trainlab list datasets`)")
+    parser.add_argument("--epochs", type=int, help="number of epochs")
+    parser.add_argument("--batch-size", type=int, help="examples per optimizer step")
+    parser.add_argument("--lr", type=float, help="base learning rate")
+    parser.add_argument("--optimizer", help="optimizer name (see `trainlab list optimizers`)")
+    parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--seed", type=int, help="random seed (data split, init, shuffling, dropout)")
+    parser.add_argument("--name", help="run name (default: <model>-<data>-<date>-<time>)")
+    parser.add_argument("--out", help="directory that holds run directories (default: runs)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any config key; VALUE is YAML (0.1, true, [64,32], null); repeatable")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out")}
+    try:
+        result = train(args.model, args.data, args.epochs, config=args.config, overrides=args.overrides,
+                       resume=args.resume, **flags)
+    except TrainingInterrupted as stop:
+        console.print(f"\n[yellow]interrupted[/]: checkpoint saved. Resume with:\n  trainlab train --resume {stop.run_dir}")
+        return 130
+    except TrainingFailed as failure:
+        console.print(f"[red]training failed[/]: {failure}")
+        return 1
+    summary = result.summary
+    if summary.get("stop_reason"):
+        console.print(summary["stop_reason"])
+    if "test" in summary:
+        print_metrics("test", summary["test"])
+    console.print(f"run saved in [bold]{result.path}[/]  ({summary['train_seconds']:.1f} s training)")
+    return 0

@@ -1,0 +1,309 @@
+"""Run configuration: typed sections, layered sources, strict validation.
+
+Sources are applied in order: defaults < YAML file < CLI flags < ``--set section.key=value`` overrides.
+Each named section (data, model, optim, sched, loss) carries a registry ``name`` plus the keyword options of
+that component; those options are checked against the component's builder signature so that a typo such as
+``model.dropuot`` fails before any data is loaded, naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from trainlab.registry import (
+    CALLBACKS,
+    DATASETS,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULES,
+    Registry,
+    builder_params,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before training starts."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class _NamedSection(_Section):
+    """A section that selects a registered component by ``name`` and passes the other keys to its builder."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, validate_default=True)
+    name: str
+
+    def options(self) -> dict[str, Any]:
+        """The component-specific keyword options (everything but ``name``)."""
+        return dict(self.model_extra or {})
+
+
+class DataConfig(_NamedSection):
+    name: str = "digits"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    loader: Literal["auto", "device", "torch"] = "auto"
+    num_workers: int = Field(0, ge=0)
+
+
+class ModelConfig(_NamedSection):
+    name: str = "simple-cnn"
+
+
+class OptimConfig(_NamedSection):
+    name: str = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class SchedConfig(_NamedSection):
+    name: str = "constant"
+    warmup: int = Field(0, ge=0, description="linear warmup steps before the schedule")
+
+
+class LossConfig(_NamedSection):
+    name: str = "auto"
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    name: str | None = None
+    out: str = "runs"
+    log_every: int = Field(20, ge=1, description="steps between metric reads (each read syncs the device)")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        kind = value.split(":", 1)[0]
+        if kind not in ("auto", "cpu", "cuda", "mps"):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+DEFAULT_CALLBACKS: dict[str, dict[str, Any]] = {
+    "progress": {},
+    "csv_logger": {},
+    "checkpoint": {},
+    "nan_guard": {},
+    "plot_curves": {},
+}
+
+
+class RunConfig(_Section):
+    """The whole run: one frozen, validated object saved as ``config.yaml`` in the run directory."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    sched: SchedConfig = SchedConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    callbacks: dict[str, dict[str, Any] | None] = Field(default_factory=lambda: dict(DEFAULT_CALLBACKS))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON/YAML-safe), extras included."""
+        return self.model_dump(mode="json")
+
+    def enabled_callbacks(self) -> dict[str, dict[str, Any]]:
+        """Callbacks to build, with their options; a callback set to ``null`` is switched off."""
+        return {name: dict(opts) for name, opts in self.callbacks.items() if opts is not None}
+
+
+# Flags of `trainlab train` and keyword arguments of `trainlab.train` map onto dotted keys.
+FLAG_KEYS: dict[str, str] = {
+    "model": "model.name",
+    "data": "data.name",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "optim.lr",
+    "optimizer": "optim.name",
+    "device": "train.device",
+    "seed": "train.seed",
+    "name": "train.name",
+    "out": "train.out",
+}
+
+# Keys a builder receives from trainlab itself, never from the config.
+_SUPPLIED: dict[str, set[str]] = {
+    "model": {"num_classes", "in_channels", "input_size", "num_features"},
+    "optim": {"params", "lr", "weight_decay"},
+    "sched": {"optimizer", "total_steps", "steps_per_epoch", "warmup"},
+    "data": {"seed", "val_fraction"},
+    "loss": {"task"},
+}
+_REGISTRY_OF: dict[str, Registry[Any]] = {
+    "data": DATASETS,
+    "model": MODELS,
+    "optim": OPTIMIZERS,
+    "sched": SCHEDULES,
+    "loss": LOSSES,
+}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``section.key=value``; the value is read as YAML so numbers, lists and booleans keep their type."""
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"bad override '{text}': expected section.key=value, e.g. optim.lr=0.05")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for key ``a.b``, creating intermediate mappings."""
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file; it must hold a mapping of sections."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data, model, optim, ...), got {type(content).__name__}")
+    return content
+
+
+def load(
+    path: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    overrides: list[str] | Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Build a validated RunConfig from (lowest to highest precedence) base, file, flags and overrides."""
+    tree: dict[str, Any] = {"callbacks": _deep_copy(DEFAULT_CALLBACKS)}
+    _merge(tree, base or {})
+    if path is not None:
+        _merge(tree, read_yaml(path))
+    for flag, value in (flags or {}).items():
+        if value is None:
+            continue
+        if flag not in FLAG_KEYS:
+            raise ConfigError(f"unknown flag '{flag}'; flags are: {', '.join(FLAG_KEYS)}")
+        set_dotted(tree, FLAG_KEYS[flag], value)
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides or [])
+    for key, value in items:
+        set_dotted(tree, key, value)
+    return validate(tree)
+
+
+def validate(tree: Mapping[str, Any]) -> RunConfig:
+    """Validate a nested mapping into a RunConfig, then check component names and their options."""
+    try:
+        cfg = RunConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+    for section, registry in _REGISTRY_OF.items():
+        _check_component(section, getattr(cfg, section), registry)
+    for name, opts in cfg.enabled_callbacks().items():
+        _check_options(f"callbacks.{name}", f"callback '{name}'", _lookup(f"callbacks.{name}", CALLBACKS, name), opts, set())
+    return cfg
+
+
+def _lookup(key: str, registry: Registry[Any], name: str) -> Any:
+    if name == "auto" and registry is LOSSES:
+        return None
+    if name not in registry:
+        raise ConfigError(f"config error at {key}: {registry.unknown_message(name)}")
+    return registry.get(name)
+
+
+def _check_component(section: str, value: _NamedSection, registry: Registry[Any]) -> None:
+    builder = _lookup(f"{section}.name", registry, value.name)
+    if builder is not None:
+        label = f"{registry.kind} '{value.name}'"
+        _check_options(section, label, builder, value.options(), _SUPPLIED.get(section, set()))
+
+
+def _check_options(section: str, label: str, builder: Any, options: dict[str, Any], supplied: set[str]) -> None:
+    """Every option must be a keyword of the builder and match its annotation."""
+    params = builder_params(builder)
+    allowed = sorted(set(params) - supplied)
+    hints = _type_hints(builder)
+    for key, value in options.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            choices = ", ".join(allowed) or "none"
+            raise ConfigError(f"config error at {section}.{key}: not an option of {label}{hint}\noptions: {choices}")
+        if key in hints and value is not None:
+            try:
+                TypeAdapter(hints[key]).validate_python(value, strict=False)
+            except ValidationError as err:
+                reason = err.errors()[0]["msg"]
+                raise ConfigError(f"config error at {section}.{key}: got {value!r}; {reason}") from None
+
+
+def _type_hints(fn: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        return {}
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for problem in err.errors():
+        key = ".".join(str(p) for p in problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            section = str(problem["loc"][0]) if problem["loc"] else ""
+            allowed = _section_keys(section)
+            close = difflib.get_close_matches(str(problem["loc"][-1]), allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"config error at {key}: unknown key{hint}\nallowed keys: {', '.join(allowed)}")
+        else:
+            lines.append(f"config error at {key}: got {problem.get('input')!r}; {problem['msg']}")
+    return "\n".join(lines)
+
+
+def _section_keys(section: str) -> list[str]:
+    field = RunConfig.model_fields.get(section)
+    if field is None:
+        return list(RunConfig.model_fields)
+    annotation = field.annotation
+    return list(annotation.model_fields) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = _deep_copy(value)
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def dump_yaml(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (sections in declaration order)."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

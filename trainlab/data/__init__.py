@@ -1,0 +1,20 @@
+"""Datasets by name.
+
+A dataset builder returns a :class:`DataBundle`: train / validation / test sources plus the metadata that
+models (input shape, number of classes) and ``trainlab predict`` (how raw inputs were preprocessed) need.
+In-memory datasets are ``TensorDataset`` objects holding raw values; the per-batch conversion to model
+input (dtype, scale, normalization, augmentation) happens in :mod:`trainlab.data.loaders`, on the device.
+"""
+
+from __future__ import annotations
+
+from trainlab.data.bundle import DataBundle, DataMeta
+from trainlab.data import embedded  # noqa: F401  (registers the embedded datasets)
+from trainlab.registry import DATASETS
+
+__all__ = ["DataBundle", "DataMeta", "build"]
+
+
+def build(name: str, *, seed: int = 0, val_fraction: float = 0.1, **options: object) -> DataBundle:
+    """Build the dataset registered as ``name`` with a seeded validation split."""
+    return DATASETS.get(name)(seed=seed, val_fraction=val_fraction, **options)

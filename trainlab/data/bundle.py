@@ -1,0 +1,91 @@
+"""The value every dataset builder returns, and the stratified splitting they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class DataMeta:
+    """What the rest of trainlab needs to know about a dataset.
+
+    ``preprocess`` is JSON-safe and saved with each run: it says how a raw input becomes a model input
+    (``scale`` then ``(x - mean) / std`` per channel for images, plus image ``mode`` and ``size`` for predict).
+    """
+
+    task: Task
+    input_shape: tuple[int, ...]
+    num_classes: int | None = None
+    classes: list[str] | None = None
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        return tuple(self.input_shape[1:3]) if len(self.input_shape) == 3 else None  # type: ignore[return-value]
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes if self.task == "classification" and self.num_classes else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "classes": self.classes,
+            "preprocess": self.preprocess,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DataMeta":
+        return cls(
+            task=data["task"],
+            input_shape=tuple(data["input_shape"]),
+            num_classes=data.get("num_classes"),
+            classes=data.get("classes"),
+            preprocess=data.get("preprocess", {}),
+        )
+
+
+@dataclass
+class DataBundle:
+    """Train / validation / test sources of one dataset with its metadata."""
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    meta: DataMeta
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int, stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out) with ``fraction`` of each class held out, reproducible for a seed."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
+    held: list[np.ndarray] = []
+    for idx in groups:
+        idx = rng.permutation(idx)
+        held.append(idx[: int(round(len(idx) * fraction))])
+    held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=int)
+    keep = np.setdiff1d(np.arange(len(labels)), held_out)
+    return keep, held_out
+
+
+def tensor_splits(
+    x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int, stratify: bool
+) -> tuple[TensorDataset, TensorDataset | None]:
+    """Split in-memory tensors into train and (optionally empty) validation sets."""
+    if val_fraction <= 0:
+        return TensorDataset(x, y), None
+    keep, held = stratified_split(y.numpy(), val_fraction, seed, stratify)
+    return TensorDataset(x[keep], y[keep]), TensorDataset(x[held], y[held])

@@ -1,0 +1,50 @@
+"""Save the last and best checkpoints each epoch, and a mid-epoch one on Ctrl-C."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from trainlab.engine.callbacks.base import Callback
+from trainlab.registry import CALLBACKS
+
+
+@CALLBACKS.register("checkpoint", description="atomic 'last' checkpoint every N epochs and 'best' by a metric")
+class CheckpointCallback(Callback):
+    """Write ``last`` every ``every`` epochs (and on interrupt) and ``best`` when ``monitor`` improves."""
+
+    order = 90  # after callbacks that update their own state at epoch end, so the checkpoint includes it
+
+    def __init__(self, every: int = 1, keep: int = 1, monitor: str = "val_loss", mode: Literal["min", "max"] = "min",
+                 save_best: bool = True) -> None:
+        if every < 1 or keep < 1:
+            raise ValueError("checkpoint every and keep must be >= 1")
+        self.every, self.keep, self.monitor, self.mode, self.save_best = every, keep, monitor, mode, save_best
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+        if state.failed:
+            return
+        value = state.metrics.get(self.monitor)
+        if self.save_best and value is not None and math.isfinite(value) and self._better(value):
+            self.best = value
+            trainer.save_checkpoint("best", keep=1)
+        if state.epoch % self.every == 0 or state.epoch == state.epochs:
+            trainer.save_checkpoint("last", keep=self.keep)
+
+    def on_fit_end(self, trainer: Any, state: Any) -> None:
+        if not state.failed and state.batch_in_epoch:
+            trainer.save_checkpoint("last", keep=self.keep)
+
+    def on_interrupt(self, trainer: Any, state: Any) -> None:
+        if not state.failed:
+            trainer.save_checkpoint("last", keep=self.keep)
+
+    def _better(self, value: float) -> bool:
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        self.best = data["best"]

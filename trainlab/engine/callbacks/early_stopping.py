@@ -1,0 +1,61 @@
+"""Stop when a monitored metric stops improving; optionally put the best weights back."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+
+from trainlab.engine.callbacks.base import Callback
+from trainlab.registry import CALLBACKS
+
+
+@CALLBACKS.register("early_stopping", description="stop after `patience` epochs without improvement; restore best")
+class EarlyStopping(Callback):
+    """Watch ``monitor`` at each epoch end; an improvement must beat the best by more than ``min_delta``."""
+
+    order = 20
+
+    def __init__(self, monitor: str = "val_loss", mode: Literal["min", "max"] = "min", patience: int = 5,
+                 min_delta: float = 0.0, restore_best: bool = True) -> None:
+        if patience < 1:
+            raise ValueError(f"early_stopping patience must be >= 1, got {patience}")
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.min_delta, self.restore_best = abs(min_delta), restore_best
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.wait = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def improved(self, value: float) -> bool:
+        """True when ``value`` beats the best so far by more than ``min_delta``."""
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+        if self.monitor not in state.metrics:
+            raise KeyError(f"early_stopping monitors '{self.monitor}' but the epoch produced only: "
+                           f"{', '.join(state.metrics)}; set callbacks.early_stopping.monitor")
+        value = state.metrics[self.monitor]
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, state.epoch, 0
+            if self.restore_best:
+                self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            state.stop(f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
+                       f"(best {self.best:.4g} at epoch {self.best_epoch})")
+
+    def on_fit_end(self, trainer: Any, state: Any) -> None:
+        if self.restore_best and self.best_weights is not None and self.best_epoch != state.epoch:
+            trainer.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": self.best_weights}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.wait = data["best"], data["best_epoch"], data["wait"]
+        self.best_weights = data["best_weights"]

@@ -1,0 +1,25 @@
+"""curves.png: loss and accuracy (or RMSE) against epoch, drawn when training ends or is interrupted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainlab.engine.callbacks.base import Callback
+from trainlab.registry import CALLBACKS
+from trainlab.report.plots import plot_history
+
+
+@CALLBACKS.register("plot_curves", description="draw curves.png (loss and accuracy per epoch) at the end")
+class PlotCurves(Callback):
+    """Plots ``state.history`` once, at the end, so the loop pays nothing per epoch."""
+
+    order = 40
+
+    def __init__(self, filename: str = "curves.png") -> None:
+        self.filename = filename
+
+    def on_fit_end(self, trainer: Any, state: Any) -> None:
+        if trainer.run_dir is not None and state.history:
+            plot_history(state.history, trainer.run_dir / self.filename)
+
+    on_interrupt = on_fit_end

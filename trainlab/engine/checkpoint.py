@@ -1,0 +1,164 @@
+"""Atomic, code-free checkpoints.
+
+A checkpoint is a directory ``checkpoints/<kind>-<step>/`` holding
+
+* ``model.safetensors`` — the weights (safetensors never executes code on load);
+* ``state.pt`` — optimizer, schedule, RNG and callback states: tensors and plain containers only, loaded with
+  ``torch.load(weights_only=True)``;
+* ``meta.json`` — epoch, step, metrics, versions;
+* ``manifest.json`` — written last: size and sha256 of every other file.
+
+It is written into a hidden temporary directory, each file fsynced, then renamed into place, and only then are
+older checkpoints of the same kind removed — so a crash at any moment leaves the previous checkpoint intact.
+A directory without a valid manifest is never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+MANIFEST_FILE = "manifest.json"
+TMP_PREFIX = ".tmp-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete, corrupt or unsafe to load."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint."""
+
+    path: Path
+    model: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _weights_for_safetensors(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared or strided storage: give each tensor its own contiguous CPU copy."""
+    return {name: t.detach().to("cpu", copy=True).contiguous() for name, t in weights.items()}
+
+
+def save(directory: Path, kind: str, step: int, model: dict[str, torch.Tensor], state: dict[str, Any],
+         meta: dict[str, Any], keep: int = 1) -> Path:
+    """Write a checkpoint of ``kind`` (``last``, ``best``, …) atomically and prune older ones of that kind."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{kind}-{step:09d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{kind}-", dir=directory))
+    try:
+        save_file(_weights_for_safetensors(model), str(tmp / MODEL_FILE))
+        _fsync_file(tmp / MODEL_FILE)
+        with open(tmp / STATE_FILE, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_write(tmp / META_FILE, json.dumps(meta, indent=2, default=str).encode())
+        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+                 for name in (MODEL_FILE, STATE_FILE, META_FILE)}
+        _fsync_write(tmp / MANIFEST_FILE, json.dumps({"files": files}, indent=2).encode())
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_complete(directory, kind)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def verify(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless every file matches the manifest."""
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{path} is incomplete: it has no {MANIFEST_FILE} (an interrupted write?)")
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{manifest_path} is unreadable: {err}") from None
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file() or file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+            raise CheckpointError(f"{file} does not match {MANIFEST_FILE}: the checkpoint is truncated or corrupt")
+
+
+def list_complete(directory: Path, kind: str) -> list[Path]:
+    """Checkpoint directories of ``kind`` that have a manifest, oldest first (by step)."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.glob(f"{kind}-*") if p.is_dir() and (p / MANIFEST_FILE).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def clean_leftovers(directory: Path) -> list[Path]:
+    """Remove temporary directories left by interrupted writes; return what was removed."""
+    removed = [p for p in directory.glob(f"{TMP_PREFIX}*")] if directory.is_dir() else []
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def latest(directory: Path, kind: str = "last") -> Path | None:
+    """The newest complete checkpoint of ``kind``, or None."""
+    found = list_complete(directory, kind)
+    return found[-1] if found else None
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Verify and load a checkpoint directory; never unpickles code."""
+    verify(path)
+    try:
+        model = load_file(str(path / MODEL_FILE), device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path / MODEL_FILE} is not a valid safetensors file: {err}") from None
+    try:
+        state = torch.load(path / STATE_FILE, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or others for unsafe/corrupt files
+        raise CheckpointError(f"{path / STATE_FILE} cannot be loaded safely: {err}") from None
+    meta = json.loads((path / META_FILE).read_text())
+    return Checkpoint(path=path, model=model, state=state, meta=meta)

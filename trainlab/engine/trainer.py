@@ -1,0 +1,172 @@
+"""The training loop: fit / evaluate / predict, emitting hooks to callbacks.  It owns the loop, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from trainlab.engine import checkpoint
+from trainlab.engine.callbacks.base import Callback
+from trainlab.engine.metrics import MetricAccumulator
+from trainlab.engine.runtime import rng_restore, rng_snapshot
+from trainlab.engine.state import TrainState
+
+HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end", "on_interrupt")
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` and a per-step ``schedule`` on the loaders' batches.
+
+    ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.
+    """
+
+    def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, optimizer: torch.optim.Optimizer,
+                 schedule: Any, loss_fn: nn.Module, *, task: str, epochs: int, device: torch.device,
+                 autocast_dtype: torch.dtype | None = None, callbacks: dict[str, Callback] | None = None,
+                 log_every: int = 20, run_dir: Path | None = None) -> None:
+        self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.task, self.device, self.autocast_dtype, self.log_every = task, device, autocast_dtype, log_every
+        self.run_dir = run_dir
+        self.callbacks = dict(sorted((callbacks or {}).items(), key=lambda item: item[1].order))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+        self.state = TrainState(epochs=epochs, steps_per_epoch=len(train_loader))
+        self._train_metrics = MetricAccumulator(task, device)
+
+    def fit(self) -> TrainState:
+        """Train until ``epochs`` are done or a callback stops the run; Ctrl-C runs ``on_interrupt`` and re-raises."""
+        s = self.state
+        self._emit("on_fit_start")
+        try:
+            while s.epoch < s.epochs and not s.should_stop:
+                self._emit("on_epoch_start")
+                self.model.train()
+                started = time.perf_counter()
+                for x, y in self.train_loader.epoch(s.epoch, start=s.batch_in_epoch):
+                    self._train_step(x, y)
+                    self._emit("on_batch_end")
+                    if s.should_stop:
+                        break
+                s.epoch_seconds += time.perf_counter() - started
+                if s.failed or s.batch_in_epoch < s.steps_per_epoch:
+                    break
+                self._finish_epoch()
+                self._emit("on_epoch_end")
+        except KeyboardInterrupt:
+            self._emit("on_interrupt")
+            raise
+        self._emit("on_fit_end")
+        return s
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        s = self.state
+        with self._autocast():
+            output = self.model(x)
+            loss = self.loss_fn(output, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        self._train_metrics.update(loss, _logits(output), y)
+        s.step += 1
+        s.batch_in_epoch += 1
+        s.last_loss = loss.detach()
+        if s.step % self.log_every == 0:
+            s.metrics.update(self._train_metrics.read("train"))
+
+    def _finish_epoch(self) -> None:
+        s = self.state
+        row: dict[str, float] = {"epoch": s.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        row.update(self._train_metrics.read("train"))
+        if self.val_loader is not None:
+            row.update(self.evaluate(self.val_loader, prefix="val"))
+        examples = self.train_loader.num_examples
+        row.update(seconds=s.epoch_seconds, examples_per_s=examples / max(s.epoch_seconds, 1e-9))
+        s.train_seconds += s.epoch_seconds
+        s.history.append(row)
+        s.metrics = dict(row)
+        s.epoch, s.batch_in_epoch, s.epoch_seconds = s.epoch + 1, 0, 0.0
+        self._train_metrics.reset()
+
+    @torch.no_grad()
+    def evaluate(self, loader: Any, prefix: str = "test") -> dict[str, float]:
+        """Loss and accuracy (or RMSE) over one pass of ``loader`` in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        totals = MetricAccumulator(self.task, self.device)
+        for x, y in loader.epoch(0):
+            with self._autocast():
+                output = _logits(self.model(x))
+                totals.update(self.loss_fn(output, y), output, y)
+        self.model.train(was_training)
+        return totals.read(prefix)
+
+    @torch.no_grad()
+    def predict(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
+        """Model outputs (class probabilities, or regression values) for model-ready input batches."""
+        self.model.eval()
+        outputs = []
+        for x in batches:
+            with self._autocast():
+                out = _logits(self.model(x.to(self.device))).float()
+            outputs.append(out.softmax(dim=1) if self.task == "classification" else out.reshape(-1))
+        return torch.cat(outputs).cpu()
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _emit(self, hook: str) -> None:
+        for callback in self.callbacks.values():
+            getattr(callback, hook)(self, self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the weights needed to continue exactly: optimizer, schedule, RNGs, callbacks."""
+        return {
+            "train_state": self.state.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_metrics": self._train_metrics.state_dict(),
+            "callbacks": {name: cb.state_dict() for name, cb in self.callbacks.items()},
+            "rng": rng_snapshot(),
+        }
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        self.state.load_state_dict(data["train_state"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.schedule.load_state_dict(data["schedule"])
+        self.scaler.load_state_dict(data["scaler"])
+        self._train_metrics.load_state_dict(data["train_metrics"])
+        for name, cb_state in data["callbacks"].items():
+            if name in self.callbacks:
+                self.callbacks[name].load_state_dict(cb_state)
+        rng_restore(data["rng"])
+
+    def save_checkpoint(self, kind: str, keep: int = 1, extra_meta: dict[str, Any] | None = None) -> Path:
+        """Atomically write the model and trainer state under ``run_dir/checkpoints``."""
+        if self.run_dir is None:
+            raise RuntimeError("this trainer has no run directory to save checkpoints in")
+        s = self.state
+        meta = {"kind": kind, "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
+                "metrics": s.metrics, **(extra_meta or {})}
+        return checkpoint.save(self.run_dir / "checkpoints", kind, s.step, self.model.state_dict(),
+                               self.state_dict(), meta, keep=keep)
+
+    def resume(self, path: Path) -> None:
+        """Load weights and trainer state from a checkpoint directory."""
+        ckpt = checkpoint.load(path)
+        self.model.load_state_dict(ckpt.model)
+        self.load_state_dict(ckpt.state)
+
+
+def _logits(output: Any) -> torch.Tensor:
+    """Models may return extra outputs in training (auxiliary heads); the first is the prediction."""
+    return output[0] if isinstance(output, Sequence) and not isinstance(output, torch.Tensor) else output

@@ -1,0 +1,70 @@
+"""Turn user files into model input exactly the way the training data was stored and transformed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+class InputError(ValueError):
+    """A file given to predict cannot be read or converted."""
+
+
+def load_image(path: Path, preprocess: dict[str, Any]) -> torch.Tensor:
+    """Read one image of any size or mode into the stored training format (C, H, W) at the stored value scale.
+
+    Palette, alpha, 16-bit and CMYK images are converted to the training ``mode``; alpha is composited on white,
+    as an image viewer shows it.  When training images have a dark background (ink bright, as in MNIST) and the file has
+    a light one (a scan, a drawing), it is inverted.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            image = _to_mode(img, preprocess.get("mode", "RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{path}: not a readable image ({err})") from None
+    height, width = preprocess["size"]
+    image = image.resize((width, height), Image.Resampling.BOX if image.width >= width else Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.float32)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    if preprocess.get("background") == "dark" and _border_mean(array) > 127:
+        array = 255.0 - array
+    max_value = preprocess.get("max_value", 255)
+    return torch.from_numpy(np.rint(array * (max_value / 255.0)) if max_value != 255 else array)
+
+
+def _to_mode(img: Any, mode: str) -> Any:
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        base = Image.new("RGB", img.size, (255, 255, 255))
+        base.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        img = base
+    return img.convert(mode)
+
+
+def _border_mean(array: np.ndarray) -> float:
+    border = np.concatenate([array[:, 0, :].ravel(), array[:, -1, :].ravel(), array[:, :, 0].ravel(), array[:, :, -1].ravel()])
+    return float(border.mean())
+
+
+def load_images(paths: Sequence[str | Path], preprocess: dict[str, Any]) -> torch.Tensor:
+    """A batch (N, C, H, W) of images at the stored training scale; fails naming every unreadable file."""
+    tensors, problems = [], []
+    for path in map(Path, paths):
+        try:
+            tensors.append(load_image(path, preprocess))
+        except InputError as err:
+            problems.append(str(err))
+    if problems:
+        raise InputError("cannot predict on these files:\n  " + "\n  ".join(problems))
+    return torch.stack(tensors)
