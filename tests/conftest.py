@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny CPU data, the shared real datasets (skipped when absent), CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TRAINLAB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs on the CPU, without a live progress bar."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository; tests using it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``trainlab ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    from trainlab.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def cli_subprocess(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    """Start ``python -m trainlab ARGS`` in a fresh process using this checkout's package."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "trainlab", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+TINY = ["--epochs", "1", "--set", "callbacks.progress.style=none"]
