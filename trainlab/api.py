@@ -145,14 +145,31 @@ def _fit(session: Session, run_dir: Path) -> "Run":
         _write_summary(run_dir, summary, state, "failed", started)
         raise TrainingFailed(run_dir, state.stop_reason or "training failed")
     if session.bundle.test is not None:
-        summary["test"] = session.trainer.evaluate(session.loader("test"), prefix="test")
+        summary.update(_test_best_weights(session, run_dir))
     _write_summary(run_dir, summary, state, "completed", started)
     return Run(run_dir)
 
 
+def _test_best_weights(session: Session, run_dir: Path) -> dict[str, Any]:
+    """Test metrics of the weights ``trainlab eval`` and ``predict`` will use: the best checkpoint, else the last."""
+    best = best_checkpoint_path(run_dir)
+    if best is not None:
+        session.model.load_state_dict(checkpoint.load(best).model)
+    metrics = session.trainer.evaluate(session.loader("test"), prefix="test")
+    return {"test": metrics, "test_checkpoint": best.name if best else "final weights (no checkpoint)"}
+
+
+def best_checkpoint_path(run_dir: Path) -> Path | None:
+    """The best checkpoint if one was saved, else the last, else None."""
+    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
+    return checkpoint.latest(ckpt_dir, "best") or checkpoint.latest(ckpt_dir, "last")
+
+
 def _summary_base(session: Session) -> dict[str, Any]:
     cfg = session.cfg
+    previous = session.trainer.run_dir / rundir.SUMMARY_FILE if session.trainer.run_dir else None
     return {
+        "wall_seconds": rundir.read_json(previous).get("wall_seconds", 0.0) if previous and previous.is_file() else 0.0,
         "model": cfg.model.name,
         "data": cfg.data.name,
         "task": session.bundle.meta.task,
@@ -225,8 +242,7 @@ class Run:
 
     def best_checkpoint(self) -> Path:
         """The best checkpoint if one was saved, else the last."""
-        ckpt_dir = self.path / rundir.CHECKPOINT_DIR
-        found = checkpoint.latest(ckpt_dir, "best") or checkpoint.latest(ckpt_dir, "last")
+        found = best_checkpoint_path(self.path)
         if found is None:
             raise checkpoint.CheckpointError(f"{self.path} has no complete checkpoint")
         return found

@@ -204,7 +204,7 @@ def load(
             continue
         if flag not in FLAG_KEYS:
             raise ConfigError(f"unknown flag '{flag}'; flags are: {', '.join(FLAG_KEYS)}")
-        set_dotted(tree, FLAG_KEYS[flag], value)
+        set_dotted(tree, FLAG_KEYS[flag], str(value) if isinstance(value, Path) else value)
     items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides or [])
     for key, value in items:
         set_dotted(tree, key, value)

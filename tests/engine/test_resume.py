@@ -1,0 +1,66 @@
+"""Exact resume: an interrupted and resumed run ends bit-identical to an uninterrupted one (CPU, deterministic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+import trainlab
+from trainlab.api import TrainingInterrupted
+from trainlab.engine import checkpoint
+from trainlab.engine.callbacks.base import Callback
+from trainlab.registry import CALLBACKS, Entry
+
+COMMON = {"model.width": 8, "model.dropout": 0.3, "train.deterministic": True, "train.seed": 3,
+          "data.val_fraction": 0.2, "callbacks.progress.style": "none", "callbacks.early_stopping.patience": 5,
+          "sched.name": "cosine", "sched.warmup": 5}
+
+
+class InterruptAt(Callback):
+    """Simulates Ctrl-C after a given optimizer step."""
+
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+
+    def on_batch_end(self, trainer: Any, state: Any) -> None:
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def interrupt_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(CALLBACKS._entries, "interrupt_at", Entry("interrupt_at", InterruptAt, "test"))
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(checkpoint.latest(run_dir / "checkpoints", "last")).model
+
+
+def comparable(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns=["seconds", "examples_per_s"])
+
+
+@pytest.mark.parametrize("stop_step", [23, 40])  # 23: mid-epoch 2; 40: exactly at the end of epoch 2
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, interrupt_callback: None, stop_step: int) -> None:
+    full = trainlab.train(epochs=3, out=tmp_path, name="full", overrides=COMMON)
+    with pytest.raises(TrainingInterrupted) as stop:
+        trainlab.train(epochs=3, out=tmp_path, name="cut",
+                       overrides={**COMMON, "callbacks.interrupt_at.step": stop_step})
+    resumed = trainlab.train(resume=stop.value.run_dir, overrides={"callbacks.interrupt_at": None})
+    expected, actual = final_weights(full.path), final_weights(resumed.path)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), f"{name} differs after resume"
+    pd.testing.assert_frame_equal(comparable(full.history), comparable(resumed.history))
+    assert resumed.summary["status"] == "completed"
+
+
+def test_resume_without_checkpoint_fails_clearly(tmp_path: Path) -> None:
+    run = trainlab.train(epochs=1, out=tmp_path, name="r", overrides={"callbacks.checkpoint": None,
+                                                                      "callbacks.progress.style": "none"})
+    with pytest.raises(checkpoint.CheckpointError, match="has no complete checkpoint to resume from"):
+        trainlab.train(resume=run.path)

@@ -1,0 +1,76 @@
+"""Config precedence and validation messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import trainlab  # noqa: F401
+from trainlab.config import ConfigError, load, parse_override
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_valid() -> None:
+    cfg = load()
+    assert (cfg.model.name, cfg.data.name, cfg.optim.name) == ("simple-cnn", "digits", "adam")
+    assert "checkpoint" in cfg.enabled_callbacks()
+
+
+def test_precedence_defaults_file_flags_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "optim:\n  lr: 0.5\n  name: sgd\ntrain:\n  epochs: 7\n  batch_size: 16\n")
+    cfg = load(path)
+    assert (cfg.optim.lr, cfg.optim.name, cfg.train.epochs, cfg.train.batch_size) == (0.5, "sgd", 7, 16)
+    cfg = load(path, flags={"lr": 0.25, "epochs": 3})
+    assert (cfg.optim.lr, cfg.train.epochs, cfg.train.batch_size) == (0.25, 3, 16)
+    cfg = load(path, flags={"lr": 0.25}, overrides=["optim.lr=0.125", "optim.momentum=0.9"])
+    assert cfg.optim.lr == 0.125
+    assert cfg.optim.options() == {"momentum": 0.9}
+
+
+def test_override_values_are_yaml_typed() -> None:
+    assert parse_override("model.hidden=[64, 32]") == ("model.hidden", [64, 32])
+    assert parse_override("train.deterministic=true") == ("train.deterministic", True)
+    assert parse_override("callbacks.progress=null") == ("callbacks.progress", None)
+    cfg = load(overrides=["callbacks.progress=null", "callbacks.early_stopping.patience=2"])
+    assert "progress" not in cfg.enabled_callbacks()
+    assert cfg.enabled_callbacks()["early_stopping"] == {"patience": 2}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["optim.lr=-0.1"], "config error at optim.lr: got -0.1; Input should be greater than 0"),
+        (["train.batch_size=0"], "config error at train.batch_size: got 0"),
+        (["train.epochs=many"], "config error at train.epochs: got 'many'"),
+        (["train.epoch=3"], "config error at train.epoch: unknown key; did you mean 'epochs'?"),
+        (["train.precision=fp8"], "config error at train.precision: got 'fp8'"),
+        (["train.device=tpu"], "device must be auto, cpu, cuda, cuda:N or mps"),
+        (["model.name=simple-cn"], "unknown model 'simple-cn'; did you mean 'simple-cnn'?"),
+        (["optim.name=adamm"], "did you mean 'adam'?"),
+        (["model.dropuot=0.5"], "config error at model.dropuot: not an option of model 'simple-cnn'; did you mean 'dropout'?"),
+        (["model.width=wide"], "config error at model.width: got 'wide'"),
+        (["callbacks.early_stoping.patience=3"], "unknown callback 'early_stoping'; did you mean 'early_stopping'?"),
+        (["callbacks.early_stopping.patiense=3"], "did you mean 'patience'?"),
+        (["optim.momentum=0.9"], "not an option of optimizer 'adam'"),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(overrides=overrides)
+    assert expected in str(err.value)
+
+
+def test_bad_files_and_override_syntax(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="must hold a mapping of sections"):
+        load(write(tmp_path / "list.yaml", "- 1\n- 2\n"))
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load(write(tmp_path / "bad.yaml", "train: [\n"))
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        load(overrides=["lr=0.1"])
