@@ -101,17 +101,18 @@ def build_session(cfg: RunConfig, run_dir: Path | None) -> Session:
 
 def train(model: str | None = None, data: str | None = None, epochs: int | None = None, *,
           config: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] | None = None,
-          resume: str | Path | None = None, **flags: Any) -> "Run":
+          resume: str | Path | None = None, resume_force: bool = False, **flags: Any) -> "Run":
     """Train and return the :class:`Run`.
 
     ``flags`` are the CLI flag names (``lr``, ``batch_size``, ``optimizer``, ``device``, ``seed``, ``name``,
     ``out``); ``overrides`` are dotted keys (``{"optim.momentum": 0.9}`` or ``["optim.momentum=0.9"]``).
-    ``resume`` continues a run directory from its last checkpoint.
+    ``resume`` continues a run directory from its last checkpoint; changing anything but the epoch count, device
+    or progress display on resume is refused unless ``resume_force``.
     """
     flags = {"model": model, "data": data, "epochs": epochs, **flags}
     if resume is not None:
         run_dir = rundir.require_run(resume)
-        cfg = config_mod.load(run_dir / rundir.CONFIG_FILE, flags=flags, overrides=overrides)
+        cfg = _resume_config(run_dir, flags, overrides, resume_force)
     else:
         cfg = config_mod.load(config, flags=flags, overrides=overrides)
         run_dir = rundir.create(cfg)
@@ -123,10 +124,25 @@ def train(model: str | None = None, data: str | None = None, epochs: int | None 
     return _fit(session, run_dir)
 
 
+# Settings that may change when resuming without making the continuation differ from the original run.
+RESUME_SAFE = ("train.epochs", "train.device", "train.log_every", "train.name", "train.out", "callbacks.progress")
+
+
+def _resume_config(run_dir: Path, flags: Mapping[str, Any], overrides: Any, force: bool) -> RunConfig:
+    rundir.check_version(run_dir)
+    saved = config_mod.load(run_dir / rundir.CONFIG_FILE)
+    cfg = config_mod.load(run_dir / rundir.CONFIG_FILE, flags=flags, overrides=overrides)
+    changed = [line for line in config_mod.differences(saved, cfg) if not line.startswith(RESUME_SAFE)]
+    if changed and not force:
+        raise config_mod.ConfigError(f"cannot resume {run_dir} with a different configuration:\n  "
+                                     + "\n  ".join(changed) + "\nstart a new run, or pass --resume-force to resume anyway")
+    return cfg
+
+
 def _resume_latest(trainer: Trainer, run_dir: Path) -> None:
     ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
     checkpoint.clean_leftovers(ckpt_dir)
-    latest = checkpoint.latest(ckpt_dir, "last")
+    latest = checkpoint.latest_valid(ckpt_dir, "last")
     if latest is None:
         raise checkpoint.CheckpointError(f"{run_dir} has no complete checkpoint to resume from")
     trainer.resume(latest)
@@ -136,11 +152,15 @@ def _fit(session: Session, run_dir: Path) -> "Run":
     started = time.perf_counter()
     state = session.trainer.state
     summary = _summary_base(session)
+    _write_summary(run_dir, dict(summary), state, "running", started)
     try:
         session.trainer.fit()
     except KeyboardInterrupt:
         _write_summary(run_dir, summary, state, "interrupted", started)
         raise TrainingInterrupted(run_dir) from None
+    except Exception as err:
+        _write_summary(run_dir, {**summary, "error": f"{type(err).__name__}: {err}"}, state, "crashed", started)
+        raise
     if state.failed:
         _write_summary(run_dir, summary, state, "failed", started)
         raise TrainingFailed(run_dir, state.stop_reason or "training failed")
@@ -224,6 +244,7 @@ class Run:
 
     def __init__(self, path: str | Path) -> None:
         self.path = rundir.require_run(path)
+        rundir.check_version(self.path)
         self.config = config_mod.load(self.path / rundir.CONFIG_FILE)
         self.meta = DataMeta.from_dict(rundir.read_json(self.path / rundir.DATA_FILE))
 

@@ -307,3 +307,24 @@ def _deep_copy(value: Any) -> Any:
 def dump_yaml(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (sections in declaration order)."""
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """Human-readable ``key: old → new`` lines for every setting that differs."""
+    before, after = flatten(old.to_dict()), flatten(new.to_dict())
+    missing = "(unset)"
+    return [f"{key}: {before.get(key, missing)!r} → {after.get(key, missing)!r}"
+            for key in sorted(set(before) | set(after)) if before.get(key, missing) != after.get(key, missing)]
+

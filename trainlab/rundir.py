@@ -87,3 +87,19 @@ def find_runs(root: str | Path) -> list[Path]:
     """Run directories directly under ``root`` (those holding a config.yaml), sorted by name."""
     root = Path(root)
     return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def check_version(run_dir: Path) -> None:
+    """Refuse a run directory written by a newer trainlab, whose files this version may misread."""
+    from trainlab import __version__
+
+    path = run_dir / SUMMARY_FILE
+    written_by = json.loads(path.read_text()).get("versions", {}).get("trainlab") if path.is_file() else None
+    if written_by and _version_tuple(written_by) > _version_tuple(__version__):
+        raise RunDirError(f"{run_dir} was written by trainlab {written_by}, newer than this trainlab {__version__}; "
+                          "upgrade trainlab to use it")
+

@@ -43,10 +43,18 @@ def test_failure_during_write_keeps_previous_and_leaves_no_temp(tmp_path: Path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", broken_save)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*last-000000002: No space left on device"):
         save(tmp_path, 2, 2.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last-000000001"]
     assert torch.equal(checkpoint.load(checkpoint.latest(tmp_path)).model["w"], torch.full((3,), 1.0))
+
+
+def test_latest_valid_falls_back_past_a_damaged_newest(tmp_path: Path) -> None:
+    save(tmp_path, 1, 1.0, keep=2)
+    newest = save(tmp_path, 2, 2.0, keep=2)
+    (newest / checkpoint.MODEL_FILE).write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=f"skipping damaged checkpoint: {newest / checkpoint.MODEL_FILE}"):
+        assert checkpoint.latest_valid(tmp_path).name == "last-000000001"
 
 
 def test_directory_without_manifest_is_ignored_and_leftovers_cleaned(tmp_path: Path) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import json
+
 import pandas as pd
 import pytest
 import torch
 
 import trainlab
 from trainlab.api import TrainingInterrupted
+from trainlab.config import ConfigError
+from trainlab.rundir import RunDirError
 from trainlab.engine import checkpoint
 from trainlab.engine.callbacks.base import Callback
 from trainlab.registry import CALLBACKS, Entry
@@ -50,13 +54,39 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, interrupt
     with pytest.raises(TrainingInterrupted) as stop:
         trainlab.train(epochs=3, out=tmp_path, name="cut",
                        overrides={**COMMON, "callbacks.interrupt_at.step": stop_step})
-    resumed = trainlab.train(resume=stop.value.run_dir, overrides={"callbacks.interrupt_at": None})
+    resumed = trainlab.train(resume=stop.value.run_dir)
     expected, actual = final_weights(full.path), final_weights(resumed.path)
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), f"{name} differs after resume"
     pd.testing.assert_frame_equal(comparable(full.history), comparable(resumed.history))
     assert resumed.summary["status"] == "completed"
+
+
+def test_resume_with_changed_config_is_refused_unless_forced(tmp_path: Path) -> None:
+    run = trainlab.train(epochs=1, out=tmp_path, name="r", overrides={"callbacks.progress.style": "none",
+                                                                      "model.width": 8})
+    with pytest.raises(ConfigError) as err:
+        trainlab.train(data="digits", resume=run.path, overrides={"model.width": 4, "optim.lr": 0.01})
+    message = str(err.value)
+    assert "model.width: 8 → 4" in message and "optim.lr: 0.001 → 0.01" in message and "--resume-force" in message
+    assert "data.name" not in message
+    longer = trainlab.train(epochs=2, resume=run.path)  # more epochs is a safe change
+    assert longer.summary["epochs_completed"] == 2
+    forced = trainlab.train(epochs=3, resume=run.path, resume_force=True, overrides={"optim.lr": 0.01})
+    assert forced.config.optim.lr == 0.01 and forced.summary["epochs_completed"] == 3
+
+
+def test_run_from_a_newer_trainlab_is_refused(tmp_path: Path) -> None:
+    run = trainlab.train(epochs=1, out=tmp_path, name="r", overrides={"callbacks.progress.style": "none",
+                                                                      "model.width": 8})
+    summary = json.loads((run.path / "summary.json").read_text())
+    summary["versions"]["trainlab"] = "99.0.0"
+    (run.path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(RunDirError, match="written by trainlab 99.0.0, newer than this trainlab"):
+        trainlab.load_run(run.path)
+    with pytest.raises(RunDirError, match="upgrade trainlab"):
+        trainlab.train(resume=run.path)
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path: Path) -> None:

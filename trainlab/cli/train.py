@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="directory that holds run directories (default: runs)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any config key; VALUE is YAML (0.1, true, [64,32], null); repeatable")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint; only "
+                        "--epochs, --device and progress settings may change")
+    parser.add_argument("--resume-force", action="store_true", help="resume even though other settings changed "
+                        "(the continuation will not match an uninterrupted run)")
     parser.set_defaults(handler=run)
 
 
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out")}
     try:
         result = train(args.model, args.data, args.epochs, config=args.config, overrides=args.overrides,
-                       resume=args.resume, **flags)
+                       resume=args.resume, resume_force=args.resume_force, **flags)
     except TrainingInterrupted as stop:
         console.print(f"\n[yellow]interrupted[/]: checkpoint saved. Resume with:\n  trainlab train --resume {stop.run_dir}")
         return 130

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,26 @@ def _weights_for_safetensors(weights: dict[str, torch.Tensor]) -> dict[str, torc
 
 def save(directory: Path, kind: str, step: int, model: dict[str, torch.Tensor], state: dict[str, Any],
          meta: dict[str, Any], keep: int = 1) -> Path:
-    """Write a checkpoint of ``kind`` (``last``, ``best``, …) atomically and prune older ones of that kind."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint of ``kind`` (``last``, ``best``, …) atomically and prune older ones of that kind.
+
+    A failed write (disk full, permissions) leaves no temporary files and raises :class:`CheckpointError`
+    naming the path; the previous checkpoints are untouched.
+    """
     final = directory / f"{kind}-{step:09d}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write(directory, final, model, state, meta)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {final}: {err.strerror or err}; the previous checkpoint "
+                              "is unchanged — free space or fix permissions, then rerun with --resume") from err
+    for old in list_complete(directory, kind)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write(directory: Path, final: Path, model: dict[str, torch.Tensor], state: dict[str, Any],
+           meta: dict[str, Any]) -> None:
+    kind = final.name.rsplit("-", 1)[0]
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{kind}-", dir=directory))
     try:
         save_file(_weights_for_safetensors(model), str(tmp / MODEL_FILE))
@@ -102,9 +120,6 @@ def save(directory: Path, kind: str, step: int, model: dict[str, torch.Tensor], 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in list_complete(directory, kind)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def _fsync_file(path: Path) -> None:
@@ -147,6 +162,18 @@ def latest(directory: Path, kind: str = "last") -> Path | None:
     """The newest complete checkpoint of ``kind``, or None."""
     found = list_complete(directory, kind)
     return found[-1] if found else None
+
+
+def latest_valid(directory: Path, kind: str = "last") -> Path | None:
+    """The newest checkpoint of ``kind`` that matches its manifest; damaged newer ones are skipped with a warning."""
+    for path in reversed(list_complete(directory, kind)):
+        try:
+            verify(path)
+        except CheckpointError as err:
+            warnings.warn(f"skipping damaged checkpoint: {err}", stacklevel=2)
+            continue
+        return path
+    return None
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:

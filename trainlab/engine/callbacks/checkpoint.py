@@ -11,16 +11,22 @@ from trainlab.registry import CALLBACKS
 
 @CALLBACKS.register("checkpoint", description="atomic 'last' checkpoint every N epochs and 'best' by a metric")
 class CheckpointCallback(Callback):
-    """Write ``last`` every ``every`` epochs (and on interrupt) and ``best`` when ``monitor`` improves."""
+    """Write ``last`` every ``every`` epochs (or every ``every_steps`` steps, and on interrupt) and ``best`` when
+    ``monitor`` improves."""
 
     order = 90  # after callbacks that update their own state at epoch end, so the checkpoint includes it
 
     def __init__(self, every: int = 1, keep: int = 1, monitor: str = "val_loss", mode: Literal["min", "max"] = "min",
-                 save_best: bool = True) -> None:
-        if every < 1 or keep < 1:
-            raise ValueError("checkpoint every and keep must be >= 1")
+                 save_best: bool = True, every_steps: int = 0) -> None:
+        if every < 1 or keep < 1 or every_steps < 0:
+            raise ValueError("checkpoint every and keep must be >= 1, every_steps >= 0 (0: only at epoch ends)")
         self.every, self.keep, self.monitor, self.mode, self.save_best = every, keep, monitor, mode, save_best
+        self.every_steps = every_steps
         self.best = math.inf if mode == "min" else -math.inf
+
+    def on_batch_end(self, trainer: Any, state: Any) -> None:
+        if self.every_steps and state.step % self.every_steps == 0 and not state.failed and not state.should_stop:
+            trainer.save_checkpoint("last", keep=self.keep)
 
     def on_epoch_end(self, trainer: Any, state: Any) -> None:
         if state.failed:
