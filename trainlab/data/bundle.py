@@ -89,3 +89,18 @@ def tensor_splits(
         return TensorDataset(x, y), None
     keep, held = stratified_split(y.numpy(), val_fraction, seed, stratify)
     return TensorDataset(x[keep], y[keep]), TensorDataset(x[held], y[held])
+
+
+def channel_stats(x: torch.Tensor, scale: float = 1.0, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of ``x * scale`` for N×C×H×W data, accumulated in float64 chunk by chunk."""
+    channels = x.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].double() * scale
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.pow(2).sum(dim=(0, 2, 3))
+    count = max(x.numel() // channels, 1)
+    mean = total / count
+    std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
+    return mean.tolist(), std.tolist()

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch.utils.data import TensorDataset
 
-from trainlab.data.bundle import DataBundle, DataMeta, tensor_splits
+from trainlab.data.bundle import DataBundle, DataMeta, channel_stats, tensor_splits
 from trainlab.predict_input import InputError, load_image
 from trainlab.registry import DATASETS
 
@@ -163,10 +163,9 @@ def imagefolder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = 
     else:
         train, val = tensor_splits(x, y, val_fraction, seed, stratify=True)
     test = TensorDataset(*arrays["test"]) if "test" in arrays else None
-    pixels = train.tensors[0].float() / 255
-    dims = [0, 2, 3]
+    mean, std = channel_stats(train.tensors[0], 1 / 255)
     preprocess = {"kind": "image", "mode": mode, "size": list(hw), "max_value": 255, "scale": 1 / 255,
-                  "mean": pixels.mean(dim=dims).tolist(), "std": pixels.std(dim=dims).clamp_min(1e-3).tolist(),
+                  "mean": mean, "std": [max(s, 1e-3) for s in std],
                   "background": _background(train.tensors[0])}
     meta = DataMeta(task="classification", input_shape=(x.shape[1], *hw), num_classes=len(report.classes),
                     classes=report.classes, preprocess=preprocess)

@@ -88,7 +88,7 @@ def _missing(name: str, root: Path, files: list[str]) -> FileNotFoundError:
     listed = "\n  ".join(files)
     return FileNotFoundError(
         f"{name}: these files are missing in {root}:\n  {listed}\n"
-        f"either put them there and pass --set data.root={root} (or another folder holding them), "
+        f"put them there, or pass --set data.root=DIR for a folder that holds them, "
         f"or download them once with --set data.download=true")
 
 
@@ -127,6 +127,7 @@ class _CifarUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes (as torch's safe loader allows)
     }
 
     def find_class(self, module: str, name: str) -> Any:
