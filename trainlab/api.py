@@ -68,7 +68,8 @@ class Session:
 def _loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, shuffle: bool) -> Any:
     return make_loader(dataset, batch_size=cfg.train.batch_size, device=device,
                        transform=BatchTransform.from_preprocess(meta.preprocess), kind=cfg.data.loader,
-                       shuffle=shuffle, seed=cfg.train.seed, num_workers=cfg.data.num_workers)
+                       shuffle=shuffle, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
+                       augment=cfg.data.augment if shuffle else None)  # shuffle=True only for the train split
 
 
 def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:

@@ -52,6 +52,15 @@ class DataConfig(_NamedSection):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     loader: Literal["auto", "device", "torch"] = "auto"
     num_workers: int = Field(0, ge=0)
+    augment: list[str | dict[str, Any]] = Field(default_factory=list, description="training augmentation specs")
+
+    @field_validator("augment")
+    @classmethod
+    def _known_transforms(cls, value: list[Any]) -> list[Any]:
+        from trainlab.data.transforms import parse_augment
+
+        parse_augment(value)
+        return value
 
 
 class ModelConfig(_NamedSection):

@@ -9,10 +9,11 @@ input (dtype, scale, normalization, augmentation) happens in :mod:`trainlab.data
 from __future__ import annotations
 
 from trainlab.data.bundle import DataBundle, DataMeta
-from trainlab.data import embedded  # noqa: F401  (registers the embedded datasets)
+from trainlab.data import embedded, imagefolder, synthetic, tabular, vision  # noqa: F401  (registration)
+from trainlab.data.tabular import transform_table
 from trainlab.registry import DATASETS
 
-__all__ = ["DataBundle", "DataMeta", "build"]
+__all__ = ["DataBundle", "DataMeta", "build", "transform_table"]
 
 
 def build(name: str, *, seed: int = 0, val_fraction: float = 0.1, **options: object) -> DataBundle:

@@ -73,12 +73,23 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int, stratify: b
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
     held: list[np.ndarray] = []
-    for idx in groups:
+    for idx, count in zip(groups, _held_counts([len(g) for g in groups], fraction)):
         idx = rng.permutation(idx)
-        held.append(idx[: int(round(len(idx) * fraction))])
+        held.append(idx[:count])
     held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=int)
     keep = np.setdiff1d(np.arange(len(labels)), held_out)
     return keep, held_out
+
+
+def _held_counts(sizes: list[int], fraction: float) -> list[int]:
+    """Per-group held-out counts summing to ``round(total * fraction)`` (largest remainders get the extra ones),
+    so small classes still yield a validation set of the requested size."""
+    exact = np.asarray(sizes, dtype=np.float64) * fraction
+    counts = np.floor(exact).astype(int)
+    extra = int(round(sum(sizes) * fraction)) - int(counts.sum())
+    for i in np.argsort(-(exact - counts), kind="stable")[:max(extra, 0)]:
+        counts[i] += 1
+    return counts.tolist()
 
 
 def tensor_splits(
@@ -89,3 +100,18 @@ def tensor_splits(
         return TensorDataset(x, y), None
     keep, held = stratified_split(y.numpy(), val_fraction, seed, stratify)
     return TensorDataset(x[keep], y[keep]), TensorDataset(x[held], y[held])
+
+
+def channel_stats(x: torch.Tensor, scale: float = 1.0, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of ``x * scale`` for N×C×H×W data, accumulated in float64 chunk by chunk."""
+    channels = x.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].double() * scale
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.pow(2).sum(dim=(0, 2, 3))
+    count = max(x.numel() // channels, 1)
+    mean = total / count
+    std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
+    return mean.tolist(), std.tolist()

@@ -1,0 +1,65 @@
+"""Every registered dataset builds from tiny inputs and honours the builder contract."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from tests.data.files import write_cifar, write_idx_dataset, write_image_folder
+from trainlab.data import build
+from trainlab.data.loaders import BatchTransform
+from trainlab.registry import DATASETS, builder_params
+
+
+def _csv(tmp: Path) -> dict:
+    pd.DataFrame({"a": range(30), "b": ["x", "y", "z"] * 10, "t": [float(i) for i in range(30)]}).to_csv(tmp / "t.csv")
+    return {"root": str(tmp), "train": "t.csv", "target": "t"}
+
+
+OPTIONS: dict[str, Callable[[Path], dict]] = {
+    "digits": lambda tmp: {},
+    "mnist": lambda tmp: (write_idx_dataset(tmp), {"root": str(tmp)})[1],
+    "fashion-mnist": lambda tmp: (write_idx_dataset(tmp), {"root": str(tmp)})[1],
+    "cifar10": lambda tmp: (write_cifar(tmp / "cifar-10-batches-py"), {"root": str(tmp)})[1],
+    "imagefolder": lambda tmp: (write_image_folder(tmp, per_class=10), {"root": str(tmp)})[1],
+    "csv": _csv,
+    "synthetic-linear": lambda tmp: {"n": 100},
+    "circles": lambda tmp: {"n": 100},
+    "moons": lambda tmp: {"n": 100},
+}
+
+
+def test_every_dataset_has_test_options() -> None:
+    assert sorted(OPTIONS) == DATASETS.names()
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_dataset_contract(name: str, tmp_path: Path) -> None:
+    params = builder_params(DATASETS.get(name))
+    assert all(p.kind == p.KEYWORD_ONLY and p.default is not inspect.Parameter.empty for p in params.values())
+    bundle = build(name, seed=1, val_fraction=0.2, **OPTIONS[name](tmp_path))
+    meta = bundle.meta
+    json.dumps(meta.to_dict())
+    assert isinstance(bundle.train, TensorDataset) and bundle.val is not None and len(bundle.val) > 0
+    x, y = bundle.train.tensors
+    assert tuple(x.shape[1:]) == meta.input_shape
+    if meta.task == "classification":
+        assert y.dtype == torch.long and int(y.max()) < meta.num_classes == len(meta.classes)
+    else:
+        assert y.dtype == torch.float32 and meta.num_outputs == 1
+    if len(meta.input_shape) == 3:
+        assert x.dtype == torch.uint8 and meta.preprocess["kind"] == "image"
+        assert {"mode", "size", "max_value", "scale", "mean", "std"} <= set(meta.preprocess)
+    else:
+        assert meta.input_size is None and meta.preprocess["kind"] == "table"
+    model_input = BatchTransform.from_preprocess(meta.preprocess)(x[:4])
+    assert model_input.dtype == torch.float32 and torch.isfinite(model_input).all()
+    again = build(name, seed=1, val_fraction=0.2, **OPTIONS[name](tmp_path))
+    assert torch.equal(again.val.tensors[1], bundle.val.tensors[1])

@@ -1,0 +1,156 @@
+"""``trainlab data check|stats|show``: look at a dataset before training on it."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.table import Table
+
+from trainlab.cli.common import HelpFormatter, console
+
+DESCRIPTION = """\
+Inspect data without training.
+
+  check DIR    read every file of an image folder (DIR/<class>/..., or DIR/train|val|test/<class>/...)
+               and list every corrupt, truncated or non-image file and every structural problem
+  stats NAME   split sizes, class counts and per-channel mean/std of the training split
+  show NAME    save a PNG grid of augmented training samples with their labels
+
+Dataset options use the same --set keys as `trainlab train`.
+
+examples:
+  trainlab data check photos/
+  trainlab data stats fashion-mnist --set data.root=~/data/fashion-mnist
+  trainlab data stats csv --set data.train=train.csv --set data.target=SalePrice
+  trainlab data show cifar10 --set 'data.augment=[hflip, {crop: {padding: 4}}]' --out grid.png
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="check an image folder, print dataset statistics, show samples",
+                                   description=DESCRIPTION, formatter_class=HelpFormatter)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="list every problem of an image folder", formatter_class=HelpFormatter,
+                               description="Read every image of DIR the way training would and list each problem.")
+    check.add_argument("dir", help="image folder root")
+    check.add_argument("--mode", choices=["L", "RGB"], default="RGB", help="image mode to convert to")
+    check.set_defaults(handler=run_check)
+    for name, handler, text in (("stats", run_stats, "split sizes, class counts, per-channel mean/std"),
+                                ("show", run_show, "PNG grid of augmented training samples with labels")):
+        sub = actions.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+        sub.add_argument("name", help="dataset name (see `trainlab list datasets`)")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="data.KEY=VALUE",
+                         help="dataset option, as in `trainlab train` (e.g. data.root=DIR); repeatable")
+        if name == "show":
+            sub.add_argument("--out", help="PNG file to write (default: <name>-samples.png)")
+            sub.add_argument("-n", "--count", type=int, default=32, help="number of samples")
+            sub.add_argument("--epoch", type=int, default=0, help="which epoch's shuffling and augmentation")
+        sub.set_defaults(handler=handler)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from trainlab.data import imagefolder
+
+    report = imagefolder.scan(args.dir)
+    size = imagefolder.first_size(report) if report.files.get("train") else (1, 1)
+    counts = {split: len(imagefolder.load_split(report, split, args.mode, size)[1]) for split in report.splits}
+    console.print(f"{report.root}: {len(report.classes)} classes; readable images "
+                  + ", ".join(f"{split} {n}" for split, n in counts.items()))
+    for problem in report.problems + report.bad:
+        console.print(f"  {problem}", markup=False)
+    if report.ok:
+        console.print("no problems found")
+        return 0
+    console.print(f"{len(report.problems) + len(report.bad)} problem(s); data.skip_bad=true skips unreadable files")
+    return 1
+
+
+def _build(args: argparse.Namespace) -> tuple[Any, Any]:
+    from trainlab import config as config_mod
+    from trainlab import data as data_mod
+
+    cfg = config_mod.load(flags={"data": args.name}, overrides=args.overrides)
+    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
+                            **cfg.data.options())
+    return cfg, bundle
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from trainlab.data.bundle import channel_stats
+
+    _, bundle = _build(args)
+    meta = bundle.meta
+    sizes = {s: len(getattr(bundle, s)) for s in ("train", "val", "test") if getattr(bundle, s) is not None}
+    console.print(f"{args.name}: {meta.task}, input {tuple(meta.input_shape)}; "
+                  + ", ".join(f"{s} {n}" for s, n in sizes.items()))
+    x, y = bundle.train.tensors
+    if meta.task == "classification":
+        counts = Counter(y.tolist())
+        names = meta.classes or [str(i) for i in range(meta.num_outputs)]
+        console.print("train classes: " + ", ".join(f"{names[c]} {counts[c]}" for c in sorted(counts)), markup=False)
+    else:
+        console.print(f"train target: mean {y.float().mean():.4g}, std {y.float().std():.4g}")
+    if len(meta.input_shape) == 3:
+        mean, std = channel_stats(x, meta.preprocess.get("scale", 1.0))
+        table = Table(title="per-channel statistics of the training split (scaled to [0, 1])")
+        for column in ("channel", "mean", "std", "stored mean", "stored std"):
+            table.add_column(column)
+        stored_mean, stored_std = meta.preprocess.get("mean") or [], meta.preprocess.get("std") or []
+        for c in range(len(mean)):
+            table.add_row(str(c), f"{mean[c]:.4f}", f"{std[c]:.4f}", _at(stored_mean, c), _at(stored_std, c))
+        console.print(table)
+    else:
+        console.print(f"{x.shape[1]} model input features (preprocessed)")
+    return 0
+
+
+def _at(values: list[float], i: int) -> str:
+    return f"{values[i]:.4f}" if i < len(values) else "-"
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from trainlab.data.loaders import BatchTransform, make_loader
+
+    cfg, bundle = _build(args)
+    meta = bundle.meta
+    if len(meta.input_shape) != 3:
+        raise ValueError(f"data show draws images; '{args.name}' is a table")
+    if args.count < 1:
+        raise ValueError("--count must be at least 1")
+    loader = make_loader(bundle.train, batch_size=args.count, device=torch.device("cpu"),
+                         transform=BatchTransform.from_preprocess(meta.preprocess), kind=cfg.data.loader,
+                         shuffle=True, seed=cfg.train.seed, augment=cfg.data.augment)
+    x, y = next(iter(loader.epoch(args.epoch)))
+    out = Path(args.out or f"{args.name}-samples.png")
+    save_grid(x, y, meta, out)
+    console.print(f"saved {len(y)} training samples to {out}")
+    return 0
+
+
+def save_grid(x: torch.Tensor, y: torch.Tensor, meta: Any, path: Path) -> None:
+    """Undo the normalization and draw the batch with class names as titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean = torch.tensor(meta.preprocess.get("mean") or [0.0] * x.shape[1]).view(1, -1, 1, 1)
+    std = torch.tensor(meta.preprocess.get("std") or [1.0] * x.shape[1]).view(1, -1, 1, 1)
+    images = (x.float().cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    cols = min(8, len(images))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)
+    names = meta.classes or [str(i) for i in range(meta.num_outputs)]
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, y.tolist()):
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(names[label], fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,338 @@
+"""Augmentation pipelines from config (``data.augment``), batched on the device where possible.
+
+A spec is a list such as ``["hflip", {"crop": {"padding": 4}}, {"erasing": {"p": 0.25}}]``.  Geometric
+transforms that have a batched version (flips, crop with padding, translate) run on whole uint8 batches on the
+training device before normalization; random erasing runs on the normalized batch (erased pixels become 0, the
+dataset mean).  Transforms that exist only per image (rotation, color jitter, grayscale, random resized crop)
+switch the geometric part to ``torchvision.transforms.v2`` on the DataLoader path.
+
+Randomness never comes from the global RNG: each batch draws from a generator seeded with
+``(seed, epoch, batch index)`` and each per-image transform from one seeded with ``(seed, epoch, sample index)``,
+so an epoch's augmentation is reproducible and a run resumed mid-epoch continues the same stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Stage = Literal["raw", "normalized"]
+
+
+def mix_seed(*parts: int) -> int:
+    """One 63-bit seed from several integers (stable across runs and Python versions)."""
+    value = 0x9E3779B9
+    for part in parts:
+        value = (value * 1_000_003 + int(part) + 0x7F4A7C15) % (1 << 63)
+    return value
+
+
+def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(mix_seed(seed, epoch, batch, 1))
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Base of all augmentations: ``batched`` ones have :meth:`batch`; all raw ones have :meth:`v2`."""
+
+    batched: ClassVar[bool] = True
+    stage: ClassVar[Stage] = "raw"
+
+    def check(self, input_shape: tuple[int, ...]) -> None:
+        """Raise ValueError when the transform cannot apply to images of ``input_shape`` (C, H, W)."""
+
+    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+
+def _probability(name: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: p must be in [0, 1], got {p}")
+
+
+def _rand(gen: torch.Generator, n: int, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=gen).to(device, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class HFlip(Transform):
+    """Mirror left-right with probability ``p``."""
+
+    p: float = 0.5
+    dim: ClassVar[int] = -1
+
+    def __post_init__(self) -> None:
+        _probability(type(self).__name__.lower(), self.p)
+
+    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        flip = (_rand(gen, len(x), x.device) < self.p).view(-1, *([1] * (x.dim() - 1)))
+        return torch.where(flip, x.flip(self.dim), x)
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.RandomHorizontalFlip(self.p)
+
+
+@dataclass(frozen=True)
+class VFlip(HFlip):
+    """Mirror top-bottom with probability ``p``."""
+
+    dim: ClassVar[int] = -2
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.RandomVerticalFlip(self.p)
+
+
+def shifted_crop(x: torch.Tensor, pad_h: int, pad_w: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero-pad every image by (pad_h, pad_w) and cut a same-size window at a random offset per image."""
+    n, _, height, width = x.shape
+    padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+    dy = torch.randint(0, 2 * pad_h + 1, (n,), generator=gen).to(x.device)
+    dx = torch.randint(0, 2 * pad_w + 1, (n,), generator=gen).to(x.device)
+    rows = (dy[:, None] + torch.arange(height, device=x.device))[:, :, None]
+    cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, :]
+    picked = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # (N, H, W, C)
+    return picked.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(frozen=True)
+class Crop(Transform):
+    """Random crop with zero ``padding`` back to the original size (the CIFAR recipe)."""
+
+    padding: int = 4
+
+    def __post_init__(self) -> None:
+        if self.padding < 0:
+            raise ValueError(f"crop: padding must be >= 0, got {self.padding}")
+
+    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return shifted_crop(x, self.padding, self.padding, gen)
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.RandomCrop(list(input_shape[1:]), padding=self.padding)
+
+
+@dataclass(frozen=True)
+class Translate(Transform):
+    """Shift by up to ``max`` (fraction of height/width) in each direction, filling with zeros."""
+
+    max: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max < 1.0:
+            raise ValueError(f"translate: max must be in [0, 1), got {self.max}")
+
+    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return shifted_crop(x, round(self.max * x.shape[-2]), round(self.max * x.shape[-1]), gen)
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.RandomAffine(degrees=0.0, translate=(self.max, self.max))
+
+
+@dataclass(frozen=True)
+class Erasing(Transform):
+    """Random erasing (Zhong et al.): with probability ``p`` a rectangle of the normalized image is set to ``value``.
+
+    Area fraction from ``scale`` and aspect ratio from ``ratio``; a rectangle that would not fit is clipped to the
+    image rather than redrawn.
+    """
+
+    p: float = 0.5
+    scale: tuple[float, float] = (0.02, 0.33)
+    ratio: tuple[float, float] = (0.3, 3.3)
+    value: float = 0.0
+    stage: ClassVar[Stage] = "normalized"
+
+    def __post_init__(self) -> None:
+        _probability("erasing", self.p)
+        if not 0 < self.scale[0] <= self.scale[1] <= 1 or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"erasing: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
+                             f"got scale={self.scale}, ratio={self.ratio}")
+
+    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, _, height, width = x.shape
+        draws = torch.rand(5, n, generator=gen)
+        area = height * width * (self.scale[0] + (self.scale[1] - self.scale[0]) * draws[1])
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(log_lo + (log_hi - log_lo) * draws[2])
+        h = torch.sqrt(area * aspect).round().clamp(1, height)
+        w = torch.sqrt(area / aspect).round().clamp(1, width)
+        top = (draws[3] * (height - h + 1)).floor()
+        left = (draws[4] * (width - w + 1)).floor()
+        rows, cols = torch.arange(height), torch.arange(width)
+        in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])
+        in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
+        mask = in_rows[:, :, None] & in_cols[:, None, :] & (draws[0] < self.p)[:, None, None]
+        return x.masked_fill(mask[:, None].to(x.device, non_blocking=True), self.value)
+
+
+@dataclass(frozen=True)
+class Normalize(Transform):
+    """Accepted for familiarity: normalization by the dataset's mean/std (``meta.preprocess``) always happens."""
+
+    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return x
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.Identity()
+
+
+@dataclass(frozen=True)
+class Rotation(Transform):
+    """Rotate by a uniform angle in ``[-degrees, degrees]`` (per image, DataLoader path)."""
+
+    degrees: float = 15.0
+    batched: ClassVar[bool] = False
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.RandomRotation(abs(self.degrees))
+
+
+@dataclass(frozen=True)
+class ColorJitter(Transform):
+    """Random brightness / contrast / saturation / hue changes (per image, DataLoader path)."""
+
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+    batched: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if min(self.brightness, self.contrast, self.saturation) < 0 or not 0 <= self.hue <= 0.5:
+            raise ValueError("color_jitter: brightness, contrast, saturation must be >= 0 and hue in [0, 0.5]")
+
+    def check(self, input_shape: tuple[int, ...]) -> None:
+        if input_shape[0] != 3 and (self.saturation or self.hue):
+            raise ValueError("color_jitter: saturation and hue need RGB images; set them to 0 for gray images")
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.ColorJitter(self.brightness, self.contrast, self.saturation or None, self.hue or None)
+
+
+@dataclass(frozen=True)
+class Grayscale(Transform):
+    """Turn an RGB image gray (kept as 3 channels) with probability ``p`` (per image, DataLoader path)."""
+
+    p: float = 0.1
+    batched: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        _probability("grayscale", self.p)
+
+    def check(self, input_shape: tuple[int, ...]) -> None:
+        if input_shape[0] != 3:
+            raise ValueError("grayscale: the images are not RGB, there is nothing to convert")
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.RandomGrayscale(self.p)
+
+
+@dataclass(frozen=True)
+class ResizedCrop(Transform):
+    """Crop a random area fraction ``scale`` with aspect ``ratio`` and resize it back to the input size."""
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (0.75, 4 / 3)
+    batched: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale[0] <= self.scale[1] <= 1 or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"resized_crop: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]")
+
+    def v2(self, input_shape: tuple[int, ...]) -> Any:
+        from torchvision.transforms import v2
+
+        return v2.RandomResizedCrop(list(input_shape[1:]), scale=self.scale, ratio=self.ratio, antialias=True)
+
+
+TRANSFORMS: dict[str, type[Transform]] = {
+    "hflip": HFlip, "vflip": VFlip, "crop": Crop, "translate": Translate, "erasing": Erasing,
+    "normalize": Normalize, "rotation": Rotation, "color_jitter": ColorJitter, "grayscale": Grayscale,
+    "resized_crop": ResizedCrop,
+}
+
+
+def build_transform(spec: Any) -> Transform:
+    """One spec (``"hflip"`` or ``{"crop": {"padding": 4}}``) → a validated transform."""
+    if isinstance(spec, str):
+        name, options = spec, {}
+    elif isinstance(spec, dict) and len(spec) == 1:
+        name, options = next(iter(spec.items()))
+        options = options or {}
+    else:
+        raise ValueError(f"data.augment: each entry is a name or {{name: {{options}}}}, got {spec!r}")
+    if name not in TRANSFORMS:
+        raise ValueError(f"data.augment: unknown transform '{name}'; choices: {', '.join(TRANSFORMS)}")
+    cls = TRANSFORMS[name]
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    if not isinstance(options, dict) or set(options) - set(allowed):
+        raise ValueError(f"data.augment: bad options {options!r} for '{name}'; options: {', '.join(allowed) or 'none'}")
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    except TypeError as err:
+        raise ValueError(f"data.augment: bad option value for '{name}' ({err}); options: {', '.join(allowed)}") from None
+
+
+def parse_augment(specs: Sequence[Any] | None) -> list[Transform]:
+    """Validate a whole ``data.augment`` list (used by the config, so mistakes fail before loading data)."""
+    return [build_transform(spec) for spec in specs or []]
+
+
+class Augmentation:
+    """A parsed ``data.augment`` pipeline for images of ``input_shape``; knows whether it can run batched."""
+
+    def __init__(self, specs: Sequence[Any], input_shape: tuple[int, ...]):
+        if len(input_shape) != 3:
+            raise ValueError("data.augment applies to images; this dataset is a table (remove data.augment)")
+        self.transforms = parse_augment(specs)
+        for transform in self.transforms:
+            transform.check(input_shape)
+        self.input_shape = input_shape
+        self.raw = [t for t in self.transforms if t.stage == "raw"]
+        self.normalized = [t for t in self.transforms if t.stage == "normalized"]
+
+    @property
+    def per_sample(self) -> list[str]:
+        """Names of the transforms that have no batched version (non-empty → DataLoader path)."""
+        names = {cls: name for name, cls in TRANSFORMS.items()}
+        return [names[type(t)] for t in self.transforms if not t.batched]
+
+    def v2_pipeline(self) -> Any:
+        """The raw-stage transforms as one ``torchvision.transforms.v2`` pipeline for single uint8 images."""
+        from torchvision.transforms import v2
+
+        return v2.Compose([t.v2(self.input_shape) for t in self.raw])
+
+    def before_normalize(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        for transform in self.raw:
+            x = transform.batch(x, gen)
+        return x
+
+    def after_normalize(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        for transform in self.normalized:
+            x = transform.batch(x, gen)
+        return x
