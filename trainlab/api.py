@@ -24,9 +24,10 @@ from trainlab.data.loaders import BatchTransform, make_loader
 from trainlab.engine import checkpoint
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.runtime import resolve_device, resolve_precision, seed_everything
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.step import StepRecipe
+from trainlab.engine.trainer import Trainer, evaluation_weights
 from trainlab.losses import build_loss
-from trainlab.optim import build_optimizer, build_schedule
+from trainlab.optim import build_optimizer, build_schedule, updates_per_epoch
 from trainlab.predict_input import load_images
 from trainlab.registry import CALLBACKS
 
@@ -85,18 +86,19 @@ def build_session(cfg: RunConfig, run_dir: Path | None) -> Session:
                             **cfg.data.options())
     meta = bundle.meta
     model = build_model(cfg, meta).to(device)
-    loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options())
+    loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options()).to(device)
     if hasattr(model, "wrap_loss"):  # e.g. auxiliary classifiers add their own terms
         loss_fn = model.wrap_loss(loss_fn)
     train_loader = _loader(cfg, bundle.train, meta, device, shuffle=True)
     val_loader = _loader(cfg, bundle.val, meta, device, shuffle=False) if bundle.val is not None else None
-    optimizer = build_optimizer(cfg.optim, model.parameters())
-    schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * len(train_loader))
+    optimizer = build_optimizer(cfg.optim, model)
+    updates = updates_per_epoch(len(train_loader), cfg.train.accumulate)
+    schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * updates, steps_per_epoch=updates)
     callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
     trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, task=meta.task,
                       epochs=cfg.train.epochs, device=device,
                       autocast_dtype=resolve_precision(cfg.train.precision, device), callbacks=callbacks,
-                      log_every=cfg.train.log_every, run_dir=run_dir)
+                      log_every=cfg.train.log_every, run_dir=run_dir, recipe=StepRecipe.from_config(cfg, model))
     return Session(cfg, device, bundle, model, trainer)
 
 
@@ -272,14 +274,14 @@ class Run:
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model with its best weights, in eval mode."""
         model = build_model(self.config, self.meta)
-        model.load_state_dict(checkpoint.load(self.best_checkpoint()).model)
+        model.load_state_dict(evaluation_weights(checkpoint.load(self.best_checkpoint())))
         return model.to(device).eval()
 
     def evaluate(self, split: str = "test", device: str = "auto") -> dict[str, float]:
         """Metrics of the best weights on a split of the run's dataset."""
         cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides={"train.device": device})
         session = build_session(cfg, run_dir=None)
-        session.model.load_state_dict(checkpoint.load(self.best_checkpoint()).model)
+        session.trainer.load_weights(checkpoint.load(self.best_checkpoint()))
         return session.trainer.evaluate(session.loader(split), prefix=split)
 
     def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction]:

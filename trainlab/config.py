@@ -71,11 +71,15 @@ class OptimConfig(_NamedSection):
     name: str = "adam"
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    l1: float = Field(0.0, ge=0.0, description="L1 penalty strength on the weights (not biases/norm), added to the loss")
+    no_decay_norm_bias: bool = Field(False, description="exclude biases and normalization parameters from decay")
+    head_lr_mult: float = Field(1.0, gt=0.0, description="LR multiplier for the last Linear layer (fine-tuning)")
 
 
 class SchedConfig(_NamedSection):
     name: str = "constant"
-    warmup: int = Field(0, ge=0, description="linear warmup steps before the schedule")
+    warmup: int = Field(0, ge=0, description="linear warmup optimizer steps before the schedule")
+    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warmup in epochs (instead of warmup)")
 
 
 class LossConfig(_NamedSection):
@@ -92,6 +96,13 @@ class TrainConfig(_Section):
     name: str | None = None
     out: str = "runs"
     log_every: int = Field(20, ge=1, description="steps between metric reads (each read syncs the device)")
+    clip_grad_norm: float | None = Field(None, gt=0.0, description="rescale gradients to this global L2 norm at most")
+    clip_grad_value: float | None = Field(None, gt=0.0, description="clamp every gradient entry to ±this value")
+    accumulate: int = Field(1, ge=1, description="batches whose gradients are summed per optimizer step")
+    ema: float | None = Field(None, gt=0.0, lt=1.0, description="decay of an exponential moving average of weights")
+    mixup: float = Field(0.0, ge=0.0, description="mixup Beta(alpha, alpha) parameter; 0 disables")
+    cutmix: float = Field(0.0, ge=0.0, description="cutmix Beta(alpha, alpha) parameter; 0 disables")
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability that a batch is mixed (mixup/cutmix)")
 
     @field_validator("device")
     @classmethod
@@ -149,7 +160,7 @@ FLAG_KEYS: dict[str, str] = {
 _SUPPLIED: dict[str, set[str]] = {
     "model": {"num_classes", "in_channels", "input_size", "num_features"},
     "optim": {"params", "lr", "weight_decay"},
-    "sched": {"optimizer", "total_steps", "steps_per_epoch", "warmup"},
+    "sched": {"optimizer", "total_steps", "steps_per_epoch", "base_lr", "warmup"},
     "data": {"seed", "val_fraction"},
     "loss": {"task"},
 }

@@ -12,9 +12,11 @@ from torch import nn
 
 from trainlab.engine import checkpoint
 from trainlab.engine.callbacks.base import Callback
+from trainlab.engine.ema import WeightEMA
 from trainlab.engine.metrics import MetricAccumulator
 from trainlab.engine.runtime import rng_restore, rng_snapshot
 from trainlab.engine.state import TrainState
+from trainlab.engine.step import StepRecipe, mixed_loss
 
 HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end", "on_interrupt")
 
@@ -22,21 +24,30 @@ HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_f
 class Trainer:
     """Trains ``model`` with ``optimizer`` and a per-step ``schedule`` on the loaders' batches.
 
-    ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.
+    ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.  ``recipe`` holds
+    the per-update knobs (clipping, accumulation, penalty, mixing, EMA); the schedule steps once per update.
+    With an EMA, evaluation and prediction use the averaged weights (:attr:`eval_model`).
     """
 
     def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, optimizer: torch.optim.Optimizer,
                  schedule: Any, loss_fn: nn.Module, *, task: str, epochs: int, device: torch.device,
                  autocast_dtype: torch.dtype | None = None, callbacks: dict[str, Callback] | None = None,
-                 log_every: int = 20, run_dir: Path | None = None) -> None:
+                 log_every: int = 20, run_dir: Path | None = None, recipe: StepRecipe | None = None) -> None:
         self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
         self.train_loader, self.val_loader = train_loader, val_loader
         self.task, self.device, self.autocast_dtype, self.log_every = task, device, autocast_dtype, log_every
         self.run_dir = run_dir
+        self.recipe = recipe or StepRecipe()
+        self.ema = WeightEMA(model, self.recipe.ema) if self.recipe.ema else None
         self.callbacks = dict(sorted((callbacks or {}).items(), key=lambda item: item[1].order))
         self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
         self.state = TrainState(epochs=epochs, steps_per_epoch=len(train_loader))
         self._train_metrics = MetricAccumulator(task, device)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights to evaluate: the EMA average when enabled, else the live model."""
+        return self.ema.module if self.ema is not None else self.model
 
     def fit(self) -> TrainState:
         """Train until ``epochs`` are done or a callback stops the run; Ctrl-C runs ``on_interrupt`` and re-raises."""
@@ -64,21 +75,41 @@ class Trainer:
         return s
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        s = self.state
+        """Forward and backward one batch; update the weights when its accumulation group is complete."""
+        s, recipe = self.state, self.recipe
+        position, group = recipe.group_size(s.batch_in_epoch, s.steps_per_epoch)
+        if position == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        mixed = recipe.mixing(x, y)
         with self._autocast():
-            output = self.model(x)
-            loss = self.loss_fn(output, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.schedule.step()
+            if mixed is None:
+                output = self.model(x)
+                loss = self.loss_fn(output, y)
+            else:
+                x, y, y_b, lam = mixed
+                output = self.model(x)
+                loss = mixed_loss(self.loss_fn, output, y, y_b, lam)
+            objective = loss if recipe.penalty is None else loss + recipe.penalty()
+        self.scaler.scale(objective / group).backward()
+        if position + 1 == group:
+            self._update()
         self._train_metrics.update(loss, _logits(output), y)
         s.step += 1
         s.batch_in_epoch += 1
         s.last_loss = loss.detach()
         if s.step % self.log_every == 0:
             s.metrics.update(self._train_metrics.read("train"))
+
+    def _update(self) -> None:
+        """One optimizer update from the accumulated gradients, then the schedule and the EMA follow."""
+        if self.recipe.clips:
+            self.scaler.unscale_(self.optimizer)
+            self.recipe.clip(self.model.parameters())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
 
     def _finish_epoch(self) -> None:
         s = self.state
@@ -91,30 +122,34 @@ class Trainer:
         s.train_seconds += s.epoch_seconds
         s.history.append(row)
         s.metrics = dict(row)
+        observe = getattr(self.schedule, "observe", None)  # schedules that watch metrics (plateau)
+        if observe is not None:
+            observe(s.metrics)
         s.epoch, s.batch_in_epoch, s.epoch_seconds = s.epoch + 1, 0, 0.0
         self._train_metrics.reset()
 
     @torch.no_grad()
     def evaluate(self, loader: Any, prefix: str = "test") -> dict[str, float]:
-        """Loss and accuracy (or RMSE) over one pass of ``loader`` in eval mode."""
-        was_training = self.model.training
-        self.model.eval()
+        """Loss and accuracy (or RMSE) of :attr:`eval_model` over one pass of ``loader`` in eval mode."""
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
         totals = MetricAccumulator(self.task, self.device)
         for x, y in loader.epoch(0):
             with self._autocast():
-                output = _logits(self.model(x))
+                output = _logits(model(x))
                 totals.update(self.loss_fn(output, y), output, y)
-        self.model.train(was_training)
+        model.train(was_training)
         return totals.read(prefix)
 
     @torch.no_grad()
     def predict(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
         """Model outputs (class probabilities, or regression values) for model-ready input batches."""
-        self.model.eval()
+        model = self.eval_model.eval()
         outputs = []
         for x in batches:
             with self._autocast():
-                out = _logits(self.model(x.to(self.device))).float()
+                out = _logits(model(x.to(self.device))).float()
             outputs.append(out.softmax(dim=1) if self.task == "classification" else out.reshape(-1))
         return torch.cat(outputs).cpu()
 
@@ -128,7 +163,8 @@ class Trainer:
             getattr(callback, hook)(self, self.state)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the weights needed to continue exactly: optimizer, schedule, RNGs, callbacks."""
+        """Everything but the weights needed to continue exactly: optimizer, schedule, RNGs, callbacks, the EMA
+        weights, and the gradients summed so far when a checkpoint falls inside an accumulation group."""
         return {
             "train_state": self.state.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -137,7 +173,15 @@ class Trainer:
             "train_metrics": self._train_metrics.state_dict(),
             "callbacks": {name: cb.state_dict() for name, cb in self.callbacks.items()},
             "rng": rng_snapshot(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "accumulated_grads": self._pending_grads(),
         }
+
+    def _pending_grads(self) -> list[torch.Tensor | None] | None:
+        position, _ = self.recipe.group_size(self.state.batch_in_epoch, self.state.steps_per_epoch)
+        if position == 0:
+            return None
+        return [None if p.grad is None else p.grad.detach().clone() for p in self.model.parameters()]
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         self.state.load_state_dict(data["train_state"])
@@ -149,6 +193,10 @@ class Trainer:
             if name in self.callbacks:
                 self.callbacks[name].load_state_dict(cb_state)
         rng_restore(data["rng"])
+        if self.ema is not None and data.get("ema"):
+            self.ema.load_state_dict(data["ema"])
+        for param, grad in zip(self.model.parameters(), data.get("accumulated_grads") or []):
+            param.grad = None if grad is None else grad.to(param.device)
 
     def save_checkpoint(self, kind: str, keep: int = 1, extra_meta: dict[str, Any] | None = None) -> Path:
         """Atomically write the model and trainer state under ``run_dir/checkpoints``."""
@@ -165,6 +213,19 @@ class Trainer:
         ckpt = checkpoint.load(path)
         self.model.load_state_dict(ckpt.model)
         self.load_state_dict(ckpt.state)
+
+    def load_weights(self, ckpt: checkpoint.Checkpoint) -> None:
+        """Weights only (model and, when both have one, the EMA), e.g. to evaluate a saved run."""
+        self.model.load_state_dict(ckpt.model)
+        ema_state = ckpt.state.get("ema")
+        if self.ema is not None and ema_state:
+            self.ema.load_state_dict(ema_state)
+
+
+def evaluation_weights(ckpt: checkpoint.Checkpoint) -> dict[str, torch.Tensor]:
+    """The weights a run is judged by: its EMA average when it kept one, else the trained weights."""
+    ema_state = ckpt.state.get("ema")
+    return ema_state["weights"] if ema_state else ckpt.model
 
 
 def _logits(output: Any) -> torch.Tensor:

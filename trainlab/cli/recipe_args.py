@@ -1,0 +1,37 @@
+"""Config arguments shared by the commands that look at a training recipe without training it."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from trainlab import config as config_mod
+from trainlab.config import RunConfig
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """``-c``, the common flags of ``trainlab train`` and ``--set``."""
+    parser.add_argument("-c", "--config", help="YAML config file (as for `trainlab train`)")
+    parser.add_argument("--model", help="model name (see `trainlab list models`)")
+    parser.add_argument("--data", help="dataset name (see `trainlab list datasets`)")
+    parser.add_argument("--epochs", type=int, help="number of epochs")
+    parser.add_argument("--batch-size", type=int, help="examples per batch")
+    parser.add_argument("--lr", type=float, help="base learning rate")
+    parser.add_argument("--optimizer", help="optimizer name (see `trainlab list optimizers`)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any config key, e.g. sched.warmup_epochs=2; repeatable")
+
+
+def load_config(args: argparse.Namespace, extra: list[str] | None = None) -> RunConfig:
+    """The validated config from the arguments added by :func:`add_config_args` (``extra`` overrides last)."""
+    flags = {key: getattr(args, key) for key in ("model", "data", "epochs", "batch_size", "lr", "optimizer")}
+    return config_mod.load(args.config, flags=flags, overrides=[*args.overrides, *(extra or [])])
+
+
+def train_batches(cfg: RunConfig) -> int:
+    """Batches per training epoch of the configured dataset (builds the dataset, not the model)."""
+    from trainlab import data as data_mod
+
+    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
+                            **cfg.data.options())
+    return math.ceil(len(bundle.train) / cfg.train.batch_size)
