@@ -76,12 +76,18 @@ def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:
                          input_size=meta.input_size, **cfg.model.options())
 
 
-def build_session(cfg: RunConfig, run_dir: Path | None) -> Session:
-    """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer."""
+def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,
+                  extra_callbacks: Mapping[str, Callback] | None = None) -> Session:
+    """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer.
+
+    ``bundle`` replaces the configured dataset's splits (k-fold supplies each fold's train/val this way);
+    ``extra_callbacks`` are objects the config cannot name (e.g. a search trial's pruning hook).
+    """
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = resolve_device(cfg.train.device)
-    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
-                            **cfg.data.options())
+    if bundle is None:
+        bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
+                                **cfg.data.options())
     meta = bundle.meta
     model = build_model(cfg, meta).to(device)
     loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options())
@@ -92,6 +98,7 @@ def build_session(cfg: RunConfig, run_dir: Path | None) -> Session:
     optimizer = build_optimizer(cfg.optim, model.parameters())
     schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * len(train_loader))
     callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
+    callbacks.update(extra_callbacks or {})
     trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, task=meta.task,
                       epochs=cfg.train.epochs, device=device,
                       autocast_dtype=resolve_precision(cfg.train.precision, device), callbacks=callbacks,
@@ -115,10 +122,21 @@ def train(model: str | None = None, data: str | None = None, epochs: int | None 
     else:
         cfg = config_mod.load(config, flags=flags, overrides=overrides)
         run_dir = rundir.create(cfg)
+    return _start(cfg, run_dir, resume=resume is not None)
+
+
+def train_config(cfg: RunConfig, *, bundle: DataBundle | None = None,
+                 callbacks: Mapping[str, Callback] | None = None) -> "Run":
+    """Train a validated config in a fresh run directory, optionally on prebuilt splits (k-fold, search)."""
+    return _start(cfg, rundir.create(cfg), bundle=bundle, callbacks=callbacks)
+
+
+def _start(cfg: RunConfig, run_dir: Path, resume: bool = False, bundle: DataBundle | None = None,
+           callbacks: Mapping[str, Callback] | None = None) -> "Run":
     rundir.save_config(run_dir, cfg)
-    session = build_session(cfg, run_dir)
+    session = build_session(cfg, run_dir, bundle=bundle, extra_callbacks=callbacks)
     rundir.write_json(run_dir / rundir.DATA_FILE, session.bundle.meta.to_dict())
-    if resume is not None:
+    if resume:
         _resume_latest(session.trainer, run_dir)
     return _fit(session, run_dir)
 
@@ -143,11 +161,20 @@ def _fit(session: Session, run_dir: Path) -> "Run":
         raise TrainingInterrupted(run_dir) from None
     if state.failed:
         _write_summary(run_dir, summary, state, "failed", started)
+        _write_report(run_dir, None)
         raise TrainingFailed(run_dir, state.stop_reason or "training failed")
     if session.bundle.test is not None:
         summary["test"] = session.trainer.evaluate(session.loader("test"), prefix="test")
     _write_summary(run_dir, summary, state, "completed", started)
+    _write_report(run_dir, session)
     return Run(run_dir)
+
+
+def _write_report(run_dir: Path, session: Session | None) -> None:
+    """report.html for the finished run; a broken report must never cost the run, so errors only warn."""
+    from trainlab.report.html import write_report_safely
+
+    write_report_safely(run_dir, session)
 
 
 def _summary_base(session: Session) -> dict[str, Any]:
