@@ -289,6 +289,8 @@ class Run:
         return [Prediction(str(p), classes[int(i)], float(v)) for p, v, i in zip(paths, top.values, top.indices)]
 
 
-def load_run(path: str | Path) -> Run:
-    """Open a run directory."""
-    return Run(path)
+def load_run(path: str | Path) -> Any:
+    """Open a run directory; a k-fold directory opens as a :class:`KFoldRun` (the fold models averaged)."""
+    from trainlab.experiments.ensemble import KFoldRun, is_kfold_run
+
+    return KFoldRun(path) if is_kfold_run(path) else Run(path)

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from trainlab import rundir
 from trainlab.report import evaluation, plots
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from trainlab.api import Session
 
 REPORT_FILE = "report.html"
+CURVES_FILE = "curves.png"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -78,11 +81,32 @@ def _metrics(summary: Mapping[str, Any]) -> str:
     rows = [(k, final.get(k), best.get(k, {}).get("value"), best.get(k, {}).get("epoch"), test.get(k)) for k in keys]
     return table(("metric", "final epoch", "best", "best epoch", "test (last weights)"), rows)
 
-def _curves(history: Sequence[Mapping[str, Any]]) -> str:
+def _curves(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> str:
+    """The run's curves.png when the plot_curves callback drew it (no second rendering), else drawn here."""
     if not history:
         return '<p class="muted">no completed epoch</p>'
-    uri = png_data_uri(lambda buf: plots.plot_history(history, buf))
+    drawn = run_dir / CURVES_FILE
+    if drawn.is_file() and drawn.stat().st_mtime >= (run_dir / rundir.METRICS_FILE).stat().st_mtime:
+        uri = "data:image/png;base64," + base64.b64encode(drawn.read_bytes()).decode("ascii")
+    else:
+        uri = png_data_uri(lambda buf: plots.plot_history(history, buf))
     return f'<img alt="training curves" src="{uri}">'
+
+def confusion_table(matrix: np.ndarray, classes: Sequence[str]) -> str:
+    """The confusion matrix as an HTML heat map (true class down, predicted across), shaded by row rate.
+
+    A table rather than a picture: exact counts stay selectable text and it costs no figure rendering.
+    """
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    head = "<th>true \\ predicted</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in classes)
+    rows = []
+    for i, name in enumerate(classes):
+        cells = "".join(
+            f'<td class="num" style="background: rgba(31, 119, 180, {rates[i, j]:.2f});'
+            f'{" color: white;" if rates[i, j] > 0.5 else ""}">{matrix[i, j] or ""}</td>' for j in range(len(classes)))
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+    return f'<table class="confusion"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
 
 def _confusion(run_dir: Path, session: "Session | None", classes: Sequence[str] | None) -> str | None:
     found = evaluation.test_predictions(run_dir, session)
@@ -92,12 +116,12 @@ def _confusion(run_dir: Path, session: "Session | None", classes: Sequence[str] 
     n = len(classes) if classes else int(max(targets.max(), preds.max())) + 1
     names = list(classes) if classes else [str(i) for i in range(n)]
     matrix = evaluation.confusion_matrix(targets, preds, n)
-    uri = png_data_uri(lambda buf: plots.plot_confusion(matrix, names, buf))
     rows = evaluation.per_class_accuracy(matrix, names)
     accuracy = float(matrix.trace() / max(matrix.sum(), 1))
     return (f"<p>best weights on the test split: accuracy {accuracy:.2%} over {int(matrix.sum())} examples</p>"
-            f'<img alt="confusion matrix" src="{uri}">'
+            + confusion_table(matrix, names) + "<h3>Per-class accuracy</h3>"
             + table(("class", "support", "correct", "accuracy"), [tuple(r.values()) for r in rows]))
+
 
 def _model_summary(run_dir: Path, summary: Mapping[str, Any]) -> str:
     """The per-layer table of :mod:`trainlab.inspect` when it is available, else the parameter count."""
@@ -122,7 +146,7 @@ def build_report(run_dir: Path, session: "Session | None" = None) -> str:
     history = _history(run_dir)
     sections = [("overview", "Overview", _overview(summary)),
                 ("metrics", "Metrics", _metrics(summary)),
-                ("curves", "Training curves", _curves(history))]
+                ("curves", "Training curves", _curves(run_dir, history))]
     if summary.get("status") == "completed" and meta.get("task") == "classification":
         confusion = _confusion(run_dir, session, meta.get("classes"))
         if confusion is not None:

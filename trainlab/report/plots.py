@@ -1,4 +1,4 @@
-"""Figures as PNG (matplotlib, headless): training curves, confusion matrices, run comparisons, searches.
+"""Figures as PNG (matplotlib, headless): training curves, run comparisons, searches.
 
 Every function takes a target that is a path or a binary buffer, so the HTML report can embed the same
 figures that the commands save as files.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import IO, Any, Mapping, Sequence
-
-import numpy as np
 
 Target = Path | str | IO[bytes]
 
@@ -48,27 +46,6 @@ def plot_history(history: Sequence[dict[str, Any]], path: Target) -> Target:
         ax.set_ylabel({"loss": "loss", "acc": "accuracy", "rmse": "RMSE"}[metric])
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
-
-
-def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Target) -> Target:
-    """Row-normalized confusion matrix (true class down, predicted across) with the counts written in."""
-    plt = _pyplot()
-    n = len(classes)
-    size = min(12.0, 2.5 + 0.5 * n)
-    fig, ax = plt.subplots(figsize=(size, size))
-    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(n), labels=list(classes), rotation=45 if n > 10 else 0)
-    ax.set_yticks(range(n), labels=list(classes))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                if matrix[i, j]:
-                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if rates[i, j] > 0.5 else "black")
     return _save(fig, path)
 
 
