@@ -98,7 +98,7 @@ def confusion_table(matrix: np.ndarray, classes: Sequence[str]) -> str:
     A table rather than a picture: exact counts stay selectable text and it costs no figure rendering.
     """
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    head = "<th>true \\ predicted</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in classes)
+    head = "<th>true ↓ predicted →</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in classes)
     rows = []
     for i, name in enumerate(classes):
         cells = "".join(
