@@ -32,6 +32,7 @@ from trainlab.engine.runtime import resolve_device
 from trainlab.experiments.ensemble import (FOLDS_TABLE, KFOLD_FILE, OOF_FILE, KFoldRun, loader_for,
                                            model_outputs)
 from trainlab.experiments.folds import fold_bundles
+from trainlab.report.html import write_report_safely
 
 
 @dataclass
@@ -87,6 +88,7 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: Callable[[int, dict[str, Any]
     if completed and bundle.test is not None:
         summary["test"] = KFoldRun(root).evaluate("test", device=cfg.train.device)
     rundir.write_json(root / rundir.SUMMARY_FILE, summary)
+    write_report_safely(root)
     return KFoldResult(root, table, mean, std)
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from trainlab.api import Session
 
 REPORT_FILE = "report.html"
+FOLDS_TABLE = "folds.csv"  # written by trainlab.experiments.kfold
 CURVES_FILE = "curves.png"
 
 STYLE = """
@@ -123,6 +124,25 @@ def _confusion(run_dir: Path, session: "Session | None", classes: Sequence[str] 
             + table(("class", "support", "correct", "accuracy"), [tuple(r.values()) for r in rows]))
 
 
+def _folds(run_dir: Path, summary: Mapping[str, Any]) -> str | None:
+    """For a k-fold directory: the per-fold table, mean ± std, the ensemble's test metrics, links to the folds."""
+    path = run_dir / FOLDS_TABLE
+    if summary.get("kind") != "kfold" or not path.is_file():
+        return None
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    frame = frame.astype(object).where(frame.notna(), None)
+    mean, std = summary.get("mean", {}), summary.get("std", {})
+    agg = table(("metric", "mean", "std"), [(k, v, std.get(k)) for k, v in mean.items()])
+    test = summary.get("test")
+    ensemble = table(("metric", "fold ensemble on test"), list(test.items())) if test else ""
+    links = "".join(f'<li><a href="{html.escape(n)}/{REPORT_FILE}">{html.escape(n)}</a></li>'
+                    for n in frame["fold"].map(lambda i: f"fold-{i}"))
+    return (table(list(frame.columns), frame.itertuples(index=False)) + "<h3>Over folds</h3>" + agg
+            + ensemble + f"<h3>Fold reports</h3><ul>{links}</ul>")
+
+
 def _model_summary(run_dir: Path, summary: Mapping[str, Any]) -> str:
     """The per-layer table of :mod:`trainlab.inspect` when it is available, else the parameter count."""
     params = f"<p>{fmt(summary.get('params'))} parameters</p>" if summary.get("params") is not None else ""
@@ -144,9 +164,12 @@ def build_report(run_dir: Path, session: "Session | None" = None) -> str:
     meta_path = run_dir / rundir.DATA_FILE
     meta = rundir.read_json(meta_path) if meta_path.is_file() else {}
     history = _history(run_dir)
-    sections = [("overview", "Overview", _overview(summary)),
-                ("metrics", "Metrics", _metrics(summary)),
-                ("curves", "Training curves", _curves(run_dir, history))]
+    sections = [("overview", "Overview", _overview(summary))]
+    folds = _folds(run_dir, summary)
+    if folds is not None:
+        sections.append(("folds", "Folds", folds))
+    else:
+        sections += [("metrics", "Metrics", _metrics(summary)), ("curves", "Training curves", _curves(run_dir, history))]
     if summary.get("status") == "completed" and meta.get("task") == "classification":
         confusion = _confusion(run_dir, session, meta.get("classes"))
         if confusion is not None:
