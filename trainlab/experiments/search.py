@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import optuna
 import pandas as pd
 
 from trainlab import config as config_mod
@@ -49,6 +50,14 @@ class SearchResult:
     trials: pd.DataFrame  # one row per trial, best first
     best: dict[str, Any] | None  # the best trial's parameters, or None when no trial completed
     best_value: float | None
+
+
+class ResumableGrid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, tolerating re-queued trials (fixed parameters, no grid id) after a resume."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        if "grid_id" in trial.system_attrs:
+            super().after_trial(study, trial, state, values)
 
 
 class PruneOnEpoch(Callback):
@@ -78,8 +87,6 @@ def run_search(cfg: RunConfig, space: list[Param], directory: Path, *, trials: i
                storage: str | None = None, prune: bool = False, seed: int = 0,
                on_trial: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
     """Run (or continue) the study in ``directory`` until it holds ``trials`` finished trials."""
-    import optuna
-
     optuna.logging.set_verbosity(logging.WARNING)
     direction = direction or default_direction(metric)
     _check_space(cfg, space)
@@ -143,10 +150,8 @@ def _storage(url: str | None, directory: Path) -> Any:
 
 def _sampler(method: Method, space: list[Param], seed: int) -> Any:
     """Grid keeps one seed (its order must agree across resumes); random/TPE are offset per restart."""
-    import optuna
-
     if method == "grid":
-        return optuna.samplers.GridSampler({p.key: p.grid() for p in space}, seed=seed)
+        return ResumableGrid({p.key: p.grid() for p in space}, seed=seed)
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "tpe":
@@ -185,8 +190,6 @@ def _report(on_trial: Callable[[dict[str, Any]], None]) -> Callable[[Any, Any], 
 
 
 def _objective(cfg: RunConfig, space: list[Param], directory: Path, metric: str, prune: bool) -> Callable[[Any], float]:
-    import optuna
-
     def objective(trial: Any) -> float:
         values = {p.key: p.suggest(trial) for p in space}
         trial.set_user_attr("params", values)
