@@ -181,3 +181,13 @@ class TestSpace:
     def test_bad_spaces_are_explained(self, spec: dict, message: str) -> None:
         with pytest.raises(ConfigError, match=message):
             load_space(spec)
+
+
+def test_two_processes_on_one_storage_share_the_study(tmp_path: Path) -> None:
+    """Two search directories (two machines) with the same name and storage URL see each other's trials."""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    space = load_space({"optim.lr": [0.003, 0.03]})
+    run_search(tiny_config(tmp_path), space, tmp_path / "m1" / "s", trials=1, method="grid", storage=storage)
+    second = run_search(tiny_config(tmp_path), space, tmp_path / "m2" / "s", trials=2, method="grid", storage=storage)
+    assert sorted(second.trials["optim.lr"]) == [0.003, 0.03]
+    assert len(list((tmp_path / "m2" / "s").glob("trial-*"))) == 1

@@ -141,9 +141,14 @@ def run_kfold_cmd(args: argparse.Namespace) -> int:
     from trainlab.experiments.kfold import run_kfold
 
     cfg = _quiet_by_default(_load_config(args, {"seed": args.seed, "name": args.name}))
-    result = run_kfold(cfg, args.folds, on_fold=lambda i, row: console.print(
-        f"fold {i}/{args.folds}: " + "  ".join(f"{k} {_cell(k, v)}" for k, v in row.items()
-                                                if k.startswith(("val_", "test_")) or k == "status")))
+    try:
+        result = run_kfold(cfg, args.folds, on_fold=lambda i, row: console.print(
+            f"fold {i}/{args.folds}: " + "  ".join(f"{k} {_cell(k, v)}" for k, v in row.items()
+                                                    if k.startswith(("val_", "test_")) or k == "status")))
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted[/]: the completed folds are kept as ordinary runs; "
+                      "a k-fold run restarts from its first fold")
+        return 130
     print_frame(result.table, title=f"{args.folds}-fold cross-validation")
     console.print("mean ± std: " + "  ".join(f"{k} {_cell(k, v)} ± {_cell(k, result.std.get(k, 0.0))}"
                                              for k, v in result.mean.items() if k.startswith(("val_", "test_"))))
