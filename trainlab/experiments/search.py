@@ -242,11 +242,13 @@ def trials_table(study: Any, space: list[Param], metric: str) -> pd.DataFrame:
     rows = []
     for t in study.trials:
         params = t.user_attrs.get("params") or {p.key: p.decode(t.params.get(p.key)) for p in space}
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        ended = t.datetime_complete and t.datetime_start
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if ended else None
         rows.append({"number": t.number, "state": t.state.name, metric: t.value,
                      **{k: str(v) if isinstance(v, (list, dict)) else v for k, v in params.items()},
                      "seconds": seconds, "run_dir": t.user_attrs.get("run_dir"), "error": t.user_attrs.get("error")})
-    table = pd.DataFrame(rows, columns=["number", "state", metric, *[p.key for p in space], "seconds", "run_dir", "error"])
+    columns = ["number", "state", metric, *[p.key for p in space], "seconds", "run_dir", "error"]
+    table = pd.DataFrame(rows, columns=columns)
     ascending = study.direction.name == "MINIMIZE"
     table["_done"] = table["state"] != "COMPLETE"
     table = table.sort_values(["_done", metric, "number"], ascending=[True, ascending, True], na_position="last")

@@ -62,7 +62,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
     """A full HTML document from ``(id, heading, inner html)`` sections."""
-    parts = [f'<section id="{sid}"><h2>{html.escape(heading)}</h2>{inner}</section>' for sid, heading, inner in sections]
+    parts = [f'<section id="{sid}"><h2>{html.escape(heading)}</h2>{inner}</section>'
+             for sid, heading, inner in sections]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
             f"<body><h1>{html.escape(title)}</h1>{''.join(parts)}</body></html>\n")
@@ -169,7 +170,8 @@ def build_report(run_dir: Path, session: "Session | None" = None) -> str:
     if folds is not None:
         sections.append(("folds", "Folds", folds))
     else:
-        sections += [("metrics", "Metrics", _metrics(summary)), ("curves", "Training curves", _curves(run_dir, history))]
+        sections += [("metrics", "Metrics", _metrics(summary)),
+                     ("curves", "Training curves", _curves(run_dir, history))]
     if summary.get("status") == "completed" and meta.get("task") == "classification":
         confusion = _confusion(run_dir, session, meta.get("classes"))
         if confusion is not None:
