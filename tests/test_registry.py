@@ -60,7 +60,7 @@ def test_every_registry_is_seeded_and_described(kind: str) -> None:
 def test_every_builder_takes_typed_keyword_options(kind: str) -> None:
     """Config validation relies on builder signatures: no **kwargs, every option has a default."""
     supplied = {"num_classes", "in_channels", "input_size", "params", "lr", "weight_decay", "total_steps",
-                "steps_per_epoch", "seed", "val_fraction", "task", "model", "optimizer"}
+                "steps_per_epoch", "seed", "val_fraction", "task", "model", "optimizer", "base_lr"}
     for entry in REGISTRIES[kind].entries():
         for name, param in builder_params(entry.obj).items():
             if name not in supplied:

@@ -78,12 +78,18 @@ def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:
                          input_size=meta.input_size, **cfg.model.options())
 
 
-def build_session(cfg: RunConfig, run_dir: Path | None) -> Session:
-    """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer."""
+def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,
+                  extra_callbacks: Mapping[str, Callback] | None = None) -> Session:
+    """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer.
+
+    ``bundle`` replaces the configured dataset's splits (k-fold supplies each fold's train/val this way);
+    ``extra_callbacks`` are objects the config cannot name (e.g. a search trial's pruning hook).
+    """
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = resolve_device(cfg.train.device)
-    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
-                            **cfg.data.options())
+    if bundle is None:
+        bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
+                                **cfg.data.options())
     meta = bundle.meta
     model = build_model(cfg, meta).to(device)
     loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options()).to(device)
@@ -95,6 +101,7 @@ def build_session(cfg: RunConfig, run_dir: Path | None) -> Session:
     updates = updates_per_epoch(len(train_loader), cfg.train.accumulate)
     schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * updates, steps_per_epoch=updates)
     callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
+    callbacks.update(extra_callbacks or {})
     trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, task=meta.task,
                       epochs=cfg.train.epochs, device=device,
                       autocast_dtype=resolve_precision(cfg.train.precision, device), callbacks=callbacks,
@@ -119,10 +126,21 @@ def train(model: str | None = None, data: str | None = None, epochs: int | None 
     else:
         cfg = config_mod.load(config, flags=flags, overrides=overrides)
         run_dir = rundir.create(cfg)
+    return _start(cfg, run_dir, resume=resume is not None)
+
+
+def train_config(cfg: RunConfig, *, bundle: DataBundle | None = None,
+                 callbacks: Mapping[str, Callback] | None = None) -> "Run":
+    """Train a validated config in a fresh run directory, optionally on prebuilt splits (k-fold, search)."""
+    return _start(cfg, rundir.create(cfg), bundle=bundle, callbacks=callbacks)
+
+
+def _start(cfg: RunConfig, run_dir: Path, resume: bool = False, bundle: DataBundle | None = None,
+           callbacks: Mapping[str, Callback] | None = None) -> "Run":
     rundir.save_config(run_dir, cfg)
-    session = build_session(cfg, run_dir)
+    session = build_session(cfg, run_dir, bundle=bundle, extra_callbacks=callbacks)
     rundir.write_json(run_dir / rundir.DATA_FILE, session.bundle.meta.to_dict())
-    if resume is not None:
+    if resume:
         _resume_latest(session.trainer, run_dir)
     return _fit(session, run_dir)
 
@@ -166,10 +184,12 @@ def _fit(session: Session, run_dir: Path) -> "Run":
         raise
     if state.failed:
         _write_summary(run_dir, summary, state, "failed", started)
+        _write_report(run_dir, None)
         raise TrainingFailed(run_dir, state.stop_reason or "training failed")
     if session.bundle.test is not None:
         summary.update(_test_best_weights(session, run_dir))
     _write_summary(run_dir, summary, state, "completed", started)
+    _write_report(run_dir, session)
     return Run(run_dir)
 
 
@@ -177,7 +197,7 @@ def _test_best_weights(session: Session, run_dir: Path) -> dict[str, Any]:
     """Test metrics of the weights ``trainlab eval`` and ``predict`` will use: the best checkpoint, else the last."""
     best = best_checkpoint_path(run_dir)
     if best is not None:
-        session.model.load_state_dict(checkpoint.load(best).model)
+        session.trainer.load_weights(checkpoint.load(best))
     metrics = session.trainer.evaluate(session.loader("test"), prefix="test")
     return {"test": metrics, "test_checkpoint": best.name if best else "final weights (no checkpoint)"}
 
@@ -186,6 +206,13 @@ def best_checkpoint_path(run_dir: Path) -> Path | None:
     """The best checkpoint if one was saved, else the last, else None."""
     ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
     return checkpoint.latest(ckpt_dir, "best") or checkpoint.latest(ckpt_dir, "last")
+
+
+def _write_report(run_dir: Path, session: Session | None) -> None:
+    """report.html for the finished run; a broken report must never cost the run, so errors only warn."""
+    from trainlab.report.html import write_report_safely
+
+    write_report_safely(run_dir, session)
 
 
 def _summary_base(session: Session) -> dict[str, Any]:
@@ -302,6 +329,8 @@ class Run:
         return [Prediction(str(p), classes[int(i)], float(v)) for p, v, i in zip(paths, top.values, top.indices)]
 
 
-def load_run(path: str | Path) -> Run:
-    """Open a run directory."""
-    return Run(path)
+def load_run(path: str | Path) -> Any:
+    """Open a run directory; a k-fold directory opens as a :class:`KFoldRun` (the fold models averaged)."""
+    from trainlab.experiments.ensemble import KFoldRun, is_kfold_run
+
+    return KFoldRun(path) if is_kfold_run(path) else Run(path)

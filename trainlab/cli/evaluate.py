@@ -7,7 +7,7 @@ import json
 
 from rich.table import Table
 
-from trainlab.api import Run
+from trainlab.api import load_run
 from trainlab.cli.common import HelpFormatter, console
 from trainlab.rundir import find_runs
 
@@ -44,12 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    print_metrics(args.split, Run(args.run_dir).evaluate(args.split, device=args.device))
+    print_metrics(args.split, load_run(args.run_dir).evaluate(args.split, device=args.device))
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    predictions = Run(args.run_dir).predict(args.inputs)
+    predictions = load_run(args.run_dir).predict(args.inputs)
     if args.json:
         for p in predictions:
             print(json.dumps(p.__dict__))

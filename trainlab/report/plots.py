@@ -1,18 +1,38 @@
-"""Training curves as PNG (matplotlib, headless)."""
+"""Figures as PNG (matplotlib, headless): training curves, run comparisons, searches.
+
+Every function takes a target that is a path or a binary buffer, so the HTML report can embed the same
+figures that the commands save as files.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any, Mapping, Sequence
+
+Target = Path | str | IO[bytes]
 
 
-def plot_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Loss (left) and accuracy or RMSE (right) against epoch, train and validation overlaid."""
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, target: Target) -> Target:
+    plt = _pyplot()
+    fig.tight_layout()
+    fig.savefig(Path(target) if isinstance(target, str) else target, dpi=100, format="png")
+    plt.close(fig)
+    return Path(target) if isinstance(target, str) else target
+
+
+def plot_history(history: Sequence[dict[str, Any]], path: Target) -> Target:
+    """Loss (left) and accuracy or RMSE (right) against epoch, train and validation overlaid."""
+    plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     second = "acc" if any("train_acc" in row for row in history) else "rmse"
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -26,8 +46,60 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel({"loss": "loss", "acc": "accuracy", "rmse": "RMSE"}[metric])
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+COMPARE_PANELS = (("loss", "loss"), ("acc", "accuracy"), ("rmse", "RMSE"), ("lr", "learning rate"))
+
+
+def plot_compare(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: Target) -> Target:
+    """One panel per metric (loss, accuracy or RMSE, LR); each run a colour, train solid and validation dashed."""
+    plt = _pyplot()
+    panels = [(m, label) for m, label in COMPARE_PANELS
+              if any(k == m or k.endswith(f"_{m}") for rows in histories.values() for row in rows for k in row)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (metric, label) in zip(axes[0], panels):
+        for i, (name, rows) in enumerate(histories.items()):
+            color = colors[i % len(colors)]
+            keys = [("lr", "-")] if metric == "lr" else [(f"train_{metric}", "-"), (f"val_{metric}", "--")]
+            label_left = name
+            for key, style in keys:
+                points = [(row["epoch"], row[key]) for row in rows if _finite(row.get(key))]
+                if points:
+                    ax.plot(*zip(*points), style, color=color, marker="o", markersize=3, label=label_left)
+                    label_left = None
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if metric == "lr":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="solid: train, dashed: val" if metric != "lr" else None, title_fontsize=7)
+    return _save(fig, path)
+
+
+def plot_search(results: Sequence[Mapping[str, Any]], params: Sequence[str], metric: str,
+                log_params: Sequence[str], path: Target) -> Target:
+    """The metric against each searched parameter, one panel per parameter (categorical values as labels)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, max(len(params), 1), figsize=(4.5 * max(len(params), 1), 4), squeeze=False)
+    rows = [r for r in results if _finite(r.get(metric))]
+    for ax, param in zip(axes[0], params):
+        values = [r.get(param) for r in rows]
+        ys = [r[metric] for r in rows]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            ax.scatter(values, ys)
+            if param in log_params:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values})
+            ax.scatter([labels.index(str(v)) for v in values], ys)
+            ax.set_xticks(range(len(labels)), labels=labels, rotation=30)
+        ax.set_xlabel(param)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,49 @@
+"""The experiment subcommands end to end, in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TINY = ["--model", "mlp", "--epochs", "1", "--set", "model.hidden=[8]", "--set", "train.batch_size=128",
+        "--set", "callbacks.plot_curves=null"]
+
+
+def test_help_texts_have_examples(capsys) -> None:
+    from trainlab.cli import build_parser
+
+    parser = build_parser()
+    for command in ("kfold", "search", "compare", "report"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_kfold_command(run_cli, tmp_path: Path) -> None:
+    code, out, _ = run_cli("kfold", *TINY, "--folds", "2", "--out", tmp_path, "--name", "cv")
+    assert code == 0, out
+    assert "mean ± std" in out and "fold ensemble on the test split" in out
+    summary = json.loads((tmp_path / "cv" / "summary.json").read_text())
+    assert summary["folds"] == 2 and summary["status"] == "completed"
+    code, out, _ = run_cli("eval", tmp_path / "cv")
+    assert code == 0 and "test_acc" in out
+
+
+def test_search_command_and_bad_space(run_cli, tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.lr: [0.01, 0.1]\n")
+    code, out, _ = run_cli("search", *TINY, "--space", space, "--method", "grid", "--metric", "val_acc",
+                           "--out", tmp_path, "--name", "s")
+    assert code == 0, out
+    assert "best val_acc" in out and (tmp_path / "s" / "best.yaml").is_file()
+    assert len(list((tmp_path / "s").glob("trial-*"))) == 2
+    space.write_text("optim.lr: {low: 1, high: 0}\n")
+    code, _, err = run_cli("search", *TINY, "--space", space, "--out", tmp_path, "--name", "t")
+    assert code == 2 and "low < high" in err
+
+
+def test_report_of_a_missing_run_is_an_error(run_cli, tmp_path: Path) -> None:
+    code, _, err = run_cli("report", tmp_path / "nope")
+    assert code == 2 and "not a trainlab run directory" in err

@@ -1,0 +1,67 @@
+"""Fold splits: disjoint, covering, stratified, seeded; clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+from trainlab import data as data_mod
+from trainlab.experiments.folds import fold_bundles, fold_indices, pooled, subset, targets_of
+
+
+@pytest.mark.parametrize("stratify", [True, False])
+def test_folds_are_disjoint_and_cover_the_data(stratify: bool) -> None:
+    targets = np.repeat(np.arange(4), 25)
+    splits = fold_indices(targets, 5, seed=0, stratify=stratify)
+    vals = np.concatenate([va for _, va in splits])
+    assert sorted(vals.tolist()) == list(range(100))
+    for train, val in splits:
+        assert not set(train) & set(val)
+        assert len(train) + len(val) == 100
+
+
+def test_stratified_folds_keep_class_proportions() -> None:
+    targets = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    for _, val in fold_indices(targets, 5, seed=3, stratify=True):
+        assert np.bincount(targets[val]).tolist() == [12, 6, 2]
+
+
+def test_fold_split_is_seeded() -> None:
+    targets = np.arange(40) % 2
+    first = fold_indices(targets, 4, seed=1, stratify=True)
+    again = fold_indices(targets, 4, seed=1, stratify=True)
+    other = fold_indices(targets, 4, seed=2, stratify=True)
+    assert all((a[1] == b[1]).all() for a, b in zip(first, again))
+    assert any((a[1] != b[1]).any() for a, b in zip(first, other))
+
+
+@pytest.mark.parametrize("folds, message", [(1, "at least 2"), (200, "more than")])
+def test_bad_fold_counts_are_explained(folds: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fold_indices(np.arange(100) % 2, folds, seed=0, stratify=False)
+
+
+def test_rare_class_names_the_problem() -> None:
+    with pytest.raises(ValueError, match="rarest class has only 2"):
+        fold_indices(np.array([0] * 20 + [1] * 2), 3, seed=0, stratify=True)
+
+
+def test_fold_bundles_pool_train_and_val_of_digits() -> None:
+    bundle = data_mod.build("digits", seed=0, val_fraction=0.1)
+    n = len(bundle.train) + len(bundle.val)
+    bundles, vals = fold_bundles(bundle, 3, seed=0)
+    assert sorted(np.concatenate(vals).tolist()) == list(range(n))
+    for fold in bundles:
+        assert isinstance(fold.train, TensorDataset) and len(fold.train) + len(fold.val) == n
+        assert fold.test is bundle.test
+    pool_targets = targets_of(pooled(bundle))
+    assert (targets_of(bundles[0].val) == pool_targets[vals[0]]).all()
+
+
+def test_generic_datasets_use_subsets() -> None:
+    data = Subset(TensorDataset(torch.arange(10.0), torch.arange(10) % 2), list(range(10)))
+    assert targets_of(data).tolist() == [0, 1] * 5
+    part = subset(data, np.array([1, 3]))
+    assert isinstance(part, Subset) and [int(part[i][1]) for i in range(2)] == [1, 1]

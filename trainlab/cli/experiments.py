@@ -1,0 +1,212 @@
+"""``trainlab kfold``, ``search``, ``compare`` and ``report``: experiments made of ordinary runs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from trainlab import config as config_mod
+from trainlab.cli.common import HelpFormatter, console
+
+KFOLD_HELP = """\
+Cross-validate: merge the dataset's train and validation splits, split them into K folds (stratified for
+classification, shuffled with the seed), and train one model per fold in its own run directory. The test split
+is never trained on; the fold models' averaged predictions are scored on it.
+
+Writes <out>/<name>/: fold-1 … fold-K (ordinary runs), folds.csv (per-fold metrics), oof.csv (out-of-fold
+predictions), summary.json (mean and std of every metric), report.html. `trainlab predict` and `trainlab eval`
+on that directory use the fold ensemble.
+
+examples:
+  trainlab kfold --model mlp --folds 5 --epochs 10
+  trainlab kfold -c configs/digits.yaml --folds 3 --seed 1 --set optim.lr=0.01
+"""
+
+SEARCH_HELP = """\
+Hyperparameter search with Optuna. Every trial is an ordinary run directory under <out>/<name>/.
+
+The space file maps dotted config keys to choices or ranges:
+  optim.lr: {low: 1.0e-4, high: 0.3, log: true}
+  train.batch_size: {low: 32, high: 256, step: 32}
+  model.hidden: [[64], [128, 64]]          # a list = categorical choices
+
+The study is stored in <out>/<name>/study.journal (or --storage URL): rerun the same command after an
+interruption and it continues, keeping finished trials; point several processes at one --storage
+(sqlite:///path.db on a shared disk, postgresql://…) to share one study. A trial that fails or ends in NaN is
+recorded as failed and the search goes on. Results: trials.csv, search.png, and best.yaml (train it with
+`trainlab train -c <out>/<name>/best.yaml`).
+
+examples:
+  trainlab search --model mlp --space space.yaml --method grid --epochs 5
+  trainlab search -c configs/digits.yaml --space space.yaml --trials 30 --method tpe --metric val_acc --prune
+"""
+
+COMPARE_HELP = """\
+Compare runs: overlaid curves (loss, accuracy or RMSE, learning rate), a table of best/final/test metrics with
+time and examples/s, and the config keys whose values differ. A directory of runs (a search, a k-fold run,
+runs/) stands for every run in it. Writes compare.png, compare.csv, config_diff.csv and compare.html to --out.
+
+examples:
+  trainlab compare runs/mlp-digits-20261122-101500 runs/simple-cnn-digits-20261122-102000
+  trainlab compare runs/search-mlp-digits --out comparisons/lr-sweep
+"""
+
+REPORT_HELP = """\
+(Re)write a run's report.html: one self-contained page (no network, images embedded) with the config, the
+training curves, the metrics, the confusion matrix and per-class accuracy of the best weights on the test
+split (classification), and the model. `trainlab train` writes it automatically; use this for older runs.
+
+examples:
+  trainlab report runs/mlp-digits-20261122-101500
+"""
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="YAML config file (as for trainlab train)")
+    parser.add_argument("--model", help="model name")
+    parser.add_argument("--data", help="dataset name")
+    parser.add_argument("--epochs", type=int, help="epochs per run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any config key; repeatable")
+    parser.add_argument("--out", help="directory that holds the result (default: the config's train.out, runs)")
+    parser.add_argument("--name", help="name of the result directory")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    kf = subparsers.add_parser("kfold", help="k-fold cross-validation: one run per fold, mean ± std, fold ensemble",
+                               description=KFOLD_HELP, formatter_class=HelpFormatter)
+    _config_args(kf)
+    kf.add_argument("--folds", type=int, default=5, help="number of folds")
+    kf.add_argument("--seed", type=int, help="seed of the fold split and of every fold's training (train.seed)")
+    kf.set_defaults(handler=run_kfold_cmd)
+
+    se = subparsers.add_parser("search", help="hyperparameter search (Optuna: grid, random, tpe), resumable",
+                               description=SEARCH_HELP, formatter_class=HelpFormatter)
+    _config_args(se)
+    se.add_argument("--space", required=True, help="YAML search space: config key → choices or range")
+    se.add_argument("--trials", type=int, help="trials in the whole study (grid: defaults to the grid size)")
+    se.add_argument("--method", choices=("grid", "random", "tpe"), default="tpe", help="sampler")
+    se.add_argument("--metric", default="val_loss", help="metric to optimize: its best epoch value in each run")
+    se.add_argument("--direction", choices=("minimize", "maximize"),
+                    help="default: maximize for *_acc metrics, minimize otherwise")
+    se.add_argument("--storage", help="Optuna storage URL (default: a journal file in the search directory)")
+    se.add_argument("--prune", action="store_true", help="stop trials below the median of earlier ones, by epoch")
+    se.add_argument("--seed", type=int, default=0, help="sampler seed")
+    se.set_defaults(handler=run_search_cmd)
+
+    co = subparsers.add_parser("compare", help="compare runs: overlaid curves, metrics table, config differences",
+                               description=COMPARE_HELP, formatter_class=HelpFormatter)
+    co.add_argument("runs", nargs="+", help="run directories or directories of runs")
+    co.add_argument("--out", default="compare", help="where to write the figure, tables and page")
+    co.set_defaults(handler=run_compare_cmd)
+
+    rp = subparsers.add_parser("report", help="write a run's self-contained report.html",
+                               description=REPORT_HELP, formatter_class=HelpFormatter)
+    rp.add_argument("run_dir", help="run directory (or k-fold directory)")
+    rp.set_defaults(handler=run_report_cmd)
+
+
+def _load_config(args: argparse.Namespace, extra_flags: dict[str, Any] | None = None) -> config_mod.RunConfig:
+    flags = {"model": args.model, "data": args.data, "epochs": args.epochs, "out": args.out, **(extra_flags or {})}
+    return config_mod.load(args.config, flags=flags, overrides=args.overrides)
+
+
+def _quiet_by_default(cfg: config_mod.RunConfig) -> config_mod.RunConfig:
+    """Many runs in a row: one summary line each instead of a progress bar, unless the config asks for one."""
+    if (cfg.callbacks.get("progress") or {}).get("style", "auto") != "auto":
+        return cfg
+    return config_mod.load(overrides={"callbacks.progress.style": "none"}, base=cfg.to_dict())
+
+
+def _cell(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else (f"{value:.2%}" if key.endswith("_acc") else f"{value:.4g}")
+    return "-" if value is None else str(value)
+
+
+def print_frame(frame: pd.DataFrame, title: str | None = None, limit: int | None = None) -> None:
+    table = Table(*map(str, frame.columns), title=title)
+    for row in frame.head(limit).itertuples(index=False) if limit else frame.itertuples(index=False):
+        table.add_row(*(_cell(str(k), v) for k, v in zip(frame.columns, row)))
+    console.print(table)
+
+
+def run_kfold_cmd(args: argparse.Namespace) -> int:
+    from trainlab import rundir
+    from trainlab.experiments.kfold import run_kfold
+
+    cfg = _quiet_by_default(_load_config(args, {"seed": args.seed, "name": args.name}))
+    try:
+        result = run_kfold(cfg, args.folds, on_fold=lambda i, row: console.print(
+            f"fold {i}/{args.folds}: " + "  ".join(f"{k} {_cell(k, v)}" for k, v in row.items()
+                                                    if k.startswith(("val_", "test_")) or k == "status")))
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted[/]: the completed folds are kept as ordinary runs; "
+                      "a k-fold run restarts from its first fold")
+        return 130
+    print_frame(result.table, title=f"{args.folds}-fold cross-validation")
+    console.print("mean ± std: " + "  ".join(f"{k} {_cell(k, v)} ± {_cell(k, result.std.get(k, 0.0))}"
+                                             for k, v in result.mean.items() if k.startswith(("val_", "test_"))))
+    summary = rundir.read_json(result.path / rundir.SUMMARY_FILE)
+    if "test" in summary:
+        console.print("fold ensemble on the test split: " + "  ".join(f"{k} {_cell(k, v)}"
+                                                                      for k, v in summary["test"].items()))
+    console.print(f"k-fold run saved in [bold]{result.path}[/]")
+    return 0 if summary.get("status") == "completed" else 1
+
+
+def run_search_cmd(args: argparse.Namespace) -> int:
+    from trainlab.experiments.search import BEST_FILE, PLOT_FILE, TRIALS_FILE, run_search
+    from trainlab.experiments.space import load_space
+
+    cfg = _quiet_by_default(_load_config(args))
+    space = load_space(args.space)
+    directory = Path(args.out or cfg.train.out) / (args.name or f"search-{cfg.model.name}-{cfg.data.name}")
+    try:
+        result = run_search(cfg, space, directory, trials=args.trials, method=args.method, metric=args.metric,
+                            direction=args.direction, storage=args.storage, prune=args.prune, seed=args.seed,
+                            on_trial=lambda row: console.print(
+                                f"trial {row['number']}: {row['state'].lower()}  {args.metric} "
+                                f"{_cell(args.metric, row['value'])}  " + "  ".join(
+                                    f"{k}={v}" for k, v in row.items() if "." in k)
+                                + (f"  ({row['error']})" if row.get("error") else "")))
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]interrupted[/]: finished trials are kept in {directory}. "
+                      "Rerun the same command to continue the study.")
+        return 130
+    print_frame(result.trials.drop(columns=["run_dir"]), title=f"search: {args.metric} (best first)", limit=20)
+    if result.best is None:
+        console.print("[red]no trial completed[/]; see the error column above")
+        return 1
+    console.print(f"best {args.metric} {_cell(args.metric, result.best_value)} with "
+                  + "  ".join(f"{k}={v}" for k, v in result.best.items()))
+    console.print(f"results in [bold]{directory}[/]: {TRIALS_FILE}, {PLOT_FILE}, {BEST_FILE} "
+                  f"(train it: trainlab train -c {directory / BEST_FILE})")
+    return 0
+
+
+def run_compare_cmd(args: argparse.Namespace) -> int:
+    from trainlab.experiments.compare import PAGE_FILE, compare
+
+    result = compare(args.runs, args.out)
+    columns = [c for c in result.table.columns if c in ("run", "status", "epochs", "params", "train_seconds",
+                                                         "examples_per_s") or c.startswith(("best val_", "test_"))]
+    print_frame(result.table[columns], title="runs")
+    if result.diff.empty:
+        console.print("the configs are identical (apart from name and output directory)")
+    else:
+        print_frame(result.diff, title="config differences")
+    console.print(f"figure, tables and page in [bold]{result.out}[/] (open {result.out / PAGE_FILE})")
+    return 0
+
+
+def run_report_cmd(args: argparse.Namespace) -> int:
+    from trainlab.report.html import write_report
+
+    console.print(f"report written: [bold]{write_report(Path(args.run_dir))}[/]")
+    return 0

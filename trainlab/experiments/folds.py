@@ -1,0 +1,67 @@
+"""Fold splits for any registered dataset: merge train and validation, then split with scikit-learn, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
+
+from trainlab.data.bundle import DataBundle
+
+
+def pooled(bundle: DataBundle) -> Dataset:
+    """Train and validation together: k-fold re-splits everything that is not the held-out test set."""
+    if bundle.val is None:
+        return bundle.train
+    if isinstance(bundle.train, TensorDataset) and isinstance(bundle.val, TensorDataset):
+        return TensorDataset(*(torch.cat([a, b]) for a, b in zip(bundle.train.tensors, bundle.val.tensors)))
+    return ConcatDataset([bundle.train, bundle.val])
+
+
+def targets_of(dataset: Dataset) -> np.ndarray:
+    """Every target of a dataset (read from the tensors when in memory, else one item at a time)."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].cpu().numpy()
+    return np.asarray([float(item[1]) if torch.is_tensor(item[1]) and item[1].is_floating_point() else int(item[1])
+                       for item in (dataset[i] for i in range(len(dataset)))])  # type: ignore[arg-type]
+
+
+def subset(dataset: Dataset, indices: np.ndarray) -> Dataset:
+    """The examples at ``indices``; in-memory data stays a TensorDataset so the device loader still applies."""
+    if isinstance(dataset, TensorDataset):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return TensorDataset(*(t[index] for t in dataset.tensors))
+    return Subset(dataset, indices.tolist())
+
+
+def fold_indices(targets: np.ndarray, folds: int, seed: int, stratify: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(train, val)`` index pairs; the validation parts are disjoint and together cover every example.
+
+    Classification uses ``StratifiedKFold`` so each fold keeps the class proportions; regression ``KFold``.
+    Both shuffle with ``seed``.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {folds}")
+    if folds > len(targets):
+        raise ValueError(f"--folds {folds} is more than the {len(targets)} examples available")
+    if stratify:
+        _, counts = np.unique(targets, return_counts=True)
+        if counts.min() < folds:
+            raise ValueError(f"the rarest class has only {counts.min()} examples, fewer than --folds {folds}; "
+                             "use fewer folds")
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(np.zeros(len(targets)), targets)]
+
+
+def fold_bundles(bundle: DataBundle, folds: int, seed: int) -> tuple[list[DataBundle], list[np.ndarray]]:
+    """One bundle per fold (the fold's train and val, the original test) and each fold's validation indices."""
+    pool = pooled(bundle)
+    targets = targets_of(pool)
+    splits = fold_indices(targets, folds, seed, stratify=bundle.meta.task == "classification")
+    bundles = [DataBundle(train=subset(pool, tr), val=subset(pool, va), test=bundle.test, meta=bundle.meta)
+               for tr, va in splits]
+    return bundles, [va for _, va in splits]
