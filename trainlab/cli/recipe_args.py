@@ -1,4 +1,4 @@
-"""Config arguments shared by the commands that look at a training recipe without training it."""
+"""Config arguments shared by `trainlab train` and the commands that look at a recipe without training it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="base learning rate")
     parser.add_argument("--optimizer", help="optimizer name (see `trainlab list optimizers`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any config key, e.g. sched.warmup_epochs=2; repeatable")
+                        help="override any config key; VALUE is YAML (0.1, true, [64,32], null); "
+                        "repeatable, e.g. --set sched.warmup_epochs=2")
 
 
 def load_config(args: argparse.Namespace, extra: list[str] | None = None) -> RunConfig:

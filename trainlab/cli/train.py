@@ -7,6 +7,7 @@ import argparse
 from trainlab.api import TrainingFailed, TrainingInterrupted, train
 from trainlab.cli.common import HelpFormatter, console
 from trainlab.cli.evaluate import print_metrics
+from trainlab.cli.recipe_args import add_config_args
 
 DESCRIPTION = """\
 Train a model and save everything about the run in runs/<name>/.
@@ -26,20 +27,11 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model (default: a small CNN on built-in digits)",
                                    description=DESCRIPTION, formatter_class=HelpFormatter)
-    parser.add_argument("-c", "--config", help="YAML config file with sections data, model, optim, sched, loss, "
-                        "train, callbacks")
-    parser.add_argument("--model", help="model name (see `trainlab list models`)")
-    parser.add_argument("--data", help="dataset name (see `trainlab list datasets`)")
-    parser.add_argument("--epochs", type=int, help="number of epochs")
-    parser.add_argument("--batch-size", type=int, help="examples per optimizer step")
-    parser.add_argument("--lr", type=float, help="base learning rate")
-    parser.add_argument("--optimizer", help="optimizer name (see `trainlab list optimizers`)")
+    add_config_args(parser)
     parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, help="random seed (data split, init, shuffling, dropout)")
     parser.add_argument("--name", help="run name (default: <model>-<data>-<date>-<time>)")
     parser.add_argument("--out", help="directory that holds run directories (default: runs)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any config key; VALUE is YAML (0.1, true, [64,32], null); repeatable")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint; only "
                         "--epochs, --device and progress settings may change")
     parser.add_argument("--resume-force", action="store_true", help="resume even though other settings changed "

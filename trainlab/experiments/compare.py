@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from trainlab import rundir
+from trainlab.config import flatten
 from trainlab.report.html import png_data_uri, page, table as html_table
 from trainlab.report.plots import plot_compare
 
@@ -53,18 +54,6 @@ def labels(runs: Sequence[Path]) -> list[str]:
     """Directory names, prefixed by the parent where two runs share a name (fold-1 of two k-fold runs)."""
     names = [p.name for p in runs]
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in runs]
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 0.1}}`` → ``{"optim.lr": 0.1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def config_diff(runs: Sequence[Path]) -> pd.DataFrame:
