@@ -115,7 +115,7 @@ def test_bad_input_size_is_explained(text):
 def test_cli_summary_prints_rows_and_totals(run_cli, tmp_path):
     code, out, _ = run_cli("summary", "lenet-modern", "--input", "1x28x28", "--csv", tmp_path / "s.csv")
     assert code == 0
-    assert "Conv2d" in out and "params 61,706" in out
+    assert "Conv2d" in out and "total: 61,706 params" in out
     assert len(pd.read_csv(tmp_path / "s.csv")) == 12
 
 

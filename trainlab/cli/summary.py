@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     shown = frame[[fnmatch.fnmatch(n, args.layers) for n in frame["layer"]]] if args.layers else frame
     console.print(_table(shown, f"{args.model} · input {args.input} · {args.classes} classes"))
     t = frame.attrs["totals"]
-    console.print(f"params {t['params']:,} (trainable {t['trainable_params']:,}) · MACs {t['macs']:,} per example "
-                  f"· size {t['size_mb']:.2f} MB (parameters + buffers, float32)")
+    console.print(f"total: {t['params']:,} params ({t['trainable_params']:,} trainable) · "
+                  f"{t['macs']:,} MACs per example · {t['size_mb']:.2f} MB")
     return 0
 
 
