@@ -9,6 +9,8 @@ average-pooled input when downsampling).  v2 units split the channels in two, tr
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -70,7 +72,9 @@ class ShuffleV2Unit(nn.Module):
         return self.shuffle(torch.cat([self.branch1(x), self.branch2(x)], dim=1))
 
 
-def _stages(unit: object, channels: int, outs: tuple[int, ...]) -> tuple[list[nn.Module], int]:
+def _stages(unit: Callable[[int, int, int], nn.Module], channels: int,
+            outs: tuple[int, ...]) -> tuple[list[nn.Module], int]:
+    """Three stages; the first unit of each halves the resolution."""
     stages: list[nn.Module] = []
     for out, repeats in zip(outs, REPEATS):
         stages.append(nn.Sequential(*(unit(channels if i == 0 else out, out, 2 if i == 0 else 1) for i in range(repeats))))
