@@ -13,6 +13,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TRAINLAB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread: on a 2-core machine two threads per process oversubscribe the cores and small
+    convolutions get up to 10x slower; one thread is both faster and steadier for tiny test models."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs on the CPU, without a live progress bar."""
@@ -42,7 +54,7 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
 
 def cli_subprocess(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     """Start ``python -m trainlab ARGS`` in a fresh process using this checkout's package."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "trainlab", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 

@@ -18,6 +18,7 @@ from trainlab import models as _models  # noqa: F401,E402  (registers models)
 from trainlab import optim as _optim  # noqa: F401,E402  (registers optimizers and schedules)
 from trainlab.engine import callbacks as _callbacks  # noqa: F401,E402  (registers callbacks)
 from trainlab.api import Run, load_run, train  # noqa: E402
+from trainlab.inspect import summary  # noqa: E402
 from trainlab.models import create as create_model  # noqa: E402
 from trainlab.registry import REGISTRIES  # noqa: E402
 
@@ -27,4 +28,4 @@ def list_components(kind: str) -> list[str]:
     return REGISTRIES[kind].names()
 
 
-__all__ = ["Run", "__version__", "create_model", "list_components", "load_run", "train"]
+__all__ = ["Run", "__version__", "create_model", "list_components", "load_run", "summary", "train"]

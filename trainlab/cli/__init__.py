@@ -14,7 +14,7 @@ from typing import Sequence
 
 from trainlab.cli.common import EXPECTED_ERRORS, fail
 
-COMMAND_MODULES = ("train", "evaluate", "listing", "data", "schedule", "lr_find", "experiments")
+COMMAND_MODULES = ("train", "evaluate", "listing", "summary", "data", "schedule", "lr_find", "experiments")
 
 DESCRIPTION = """\
 train, compare and understand deep-learning models with PyTorch.

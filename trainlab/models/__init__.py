@@ -11,7 +11,22 @@ from typing import Any
 
 from torch import nn
 
-from trainlab.models import mlp, simple  # noqa: F401  (registration)
+from trainlab.models import (  # noqa: F401  (registration)
+    alexnet,
+    densenet,
+    efficientnet,
+    googlenet,
+    lenet,
+    linear,
+    mlp,
+    mobilenet,
+    mobilenetv3,
+    nin,
+    resnet,
+    shufflenet,
+    simple,
+    vgg,
+)
 from trainlab.registry import MODELS
 
 __all__ = ["create"]

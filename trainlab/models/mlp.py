@@ -6,24 +6,32 @@ import math
 
 from torch import nn
 
+from trainlab.models.init import check_init, init_weights
+from trainlab.models.layers import activation as make_activation
+from trainlab.models.layers import check_activation
 from trainlab.registry import MODELS
 
 
-@MODELS.register("mlp", description="multilayer perceptron; hidden sizes, dropout and batch norm configurable")
+@MODELS.register("mlp", description="multilayer perceptron; hidden sizes, activation, dropout and batch norm configurable")
 def mlp(*, num_classes: int, in_channels: int, input_size: tuple[int, int] | None,
-        hidden: list[int] | tuple[int, ...] = (256,), dropout: float = 0.0, batch_norm: bool = False) -> nn.Module:
-    """Flatten the input, then ``Linear → [BatchNorm] → ReLU → [Dropout]`` per hidden size, then a linear head."""
+        hidden: list[int] | tuple[int, ...] = (256,), activation: str = "relu", dropout: float = 0.0,
+        batch_norm: bool = False, init: str | None = None) -> nn.Module:
+    """Flatten the input, then ``Linear → [BatchNorm] → activation → [Dropout]`` per hidden size, then a linear head."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"mlp dropout must be in [0, 1), got {dropout}")
+    if any(width < 1 for width in hidden):
+        raise ValueError(f"mlp hidden sizes must be >= 1, got {list(hidden)}")
+    check_activation(activation)
+    check_init(init)
     features = in_channels * (math.prod(input_size) if input_size else 1)
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden:
         layers.append(nn.Linear(features, width))
         if batch_norm:
             layers.append(nn.BatchNorm1d(width))
-        layers.append(nn.ReLU(inplace=True))
+        layers.append(make_activation(activation))
         if dropout:
             layers.append(nn.Dropout(dropout))
         features = width
     layers.append(nn.Linear(features, num_classes))
-    return nn.Sequential(*layers)
+    return init_weights(nn.Sequential(*layers), init)

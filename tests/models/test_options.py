@@ -1,0 +1,139 @@
+"""Model options: activations and init schemes by name, small-input stems, width/depth knobs, auxiliary loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import trainlab  # noqa: F401
+from trainlab.config import ConfigError, load
+from trainlab.models import create
+from trainlab.models.init import INITS, init_weights
+from trainlab.models.layers import ACTIVATIONS, activation, make_divisible
+
+ISSUE_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "silu", "gelu", "hardswish"]
+
+
+def small(name: str, **options) -> nn.Module:
+    return create(name, num_classes=10, in_channels=1, input_size=(28, 28), **options)
+
+
+@pytest.mark.parametrize("name", ISSUE_ACTIVATIONS)
+def test_activation_by_name_matches_torch(name):
+    x = torch.linspace(-3, 3, 13)
+    reference = {"leaky_relu": nn.LeakyReLU(0.01)}.get(name) or getattr(nn.functional, name)
+    assert torch.allclose(activation(name)(x), reference(x))
+
+
+@pytest.mark.parametrize("name", ISSUE_ACTIVATIONS)
+def test_models_use_the_chosen_activation(name):
+    model = small("lenet-modern", activation=name)
+    assert any(type(m) is type(ACTIVATIONS[name]()) for m in model.modules())
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_lenet_variants_differ_as_designed():
+    classic, modern = small("lenet"), small("lenet-modern")
+    assert any(isinstance(m, nn.Sigmoid) for m in classic) and any(isinstance(m, nn.AvgPool2d) for m in classic)
+    assert any(isinstance(m, nn.ReLU) for m in modern) and any(isinstance(m, nn.MaxPool2d) for m in modern)
+
+
+def test_unknown_activation_and_init_suggest_the_right_name():
+    with pytest.raises(ValueError, match="did you mean 'gelu'"):
+        small("mlp", activation="gelo")
+    with pytest.raises(ValueError, match="did you mean 'xavier_uniform'"):
+        small("resnet18", init="xavier_unifrom")
+
+
+@pytest.mark.parametrize("scheme", sorted(INITS))
+def test_init_schemes_set_weights_and_zero_biases(scheme):
+    torch.manual_seed(0)
+    model = init_weights(nn.Sequential(nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64), nn.Linear(256, 512)), scheme)
+    conv, bn, linear = model
+    assert torch.count_nonzero(conv.bias) == 0 and torch.count_nonzero(linear.bias) == 0
+    assert torch.all(bn.weight == 1)
+    fan_in, fan_out = 256, 512
+    expected_std = {"normal": 0.01, "uniform": 0.1 / 12 ** 0.5, "xavier_uniform": (2 / (fan_in + fan_out)) ** 0.5,
+                    "xavier_normal": (2 / (fan_in + fan_out)) ** 0.5, "kaiming_uniform": (2 / fan_in) ** 0.5,
+                    "kaiming_normal": (2 / fan_in) ** 0.5}[scheme]
+    assert linear.weight.std().item() == pytest.approx(expected_std, rel=0.05)
+
+
+def test_init_option_reaches_every_family():
+    torch.manual_seed(0)
+    model = small("vgg11", width_div=8, hidden=64, init="normal")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(abs(m.weight.std().item() - 0.01) < 0.003 for m in convs[2:])
+
+
+@pytest.mark.parametrize(("name", "kernel"), [("resnet18", 7), ("alexnet", 11), ("densenet121", 7), ("nin", 11)])
+def test_small_input_stem_is_automatic(name, kernel):
+    first_conv = lambda m: next(c for c in m.modules() if isinstance(c, nn.Conv2d))  # noqa: E731
+    assert first_conv(small(name)).kernel_size == (3, 3)
+    with torch.device("meta"):
+        big = create(name, num_classes=10, in_channels=3, input_size=(224, 224))
+        forced = create(name, num_classes=10, in_channels=3, input_size=(32, 32), small_input=False)
+    assert first_conv(big).kernel_size == first_conv(forced).kernel_size == (kernel, kernel)
+
+
+def test_small_stem_keeps_resolution():
+    """The CIFAR stem keeps 28x28 into stage 1; the ImageNet stem would leave 7x7."""
+    features = small("resnet18")[:2]
+    assert features(torch.randn(1, 1, 28, 28)).shape[-1] == 28
+
+
+def test_vgg_width_div_divides_channels():
+    convs = [m for m in small("vgg16", width_div=4).modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs][:3] == [16, 16, 32] and convs[-1].out_channels == 128
+
+
+def test_efficientnet_multipliers_scale_width_and_depth():
+    base, wide = small("efficientnet_b0"), small("efficientnet_b0", width_mult=1.5, depth_mult=2.0)
+    count = lambda m: sum(isinstance(x, nn.Conv2d) for x in m.modules())  # noqa: E731
+    assert count(wide) > count(base) * 1.8
+    assert make_divisible(32 * 1.5) == 48
+
+
+def test_googlenet_aux_loss_is_main_plus_weighted_aux():
+    torch.manual_seed(0)
+    model = small("googlenet", aux_logits=True, aux_weight=0.5)
+    base = nn.CrossEntropyLoss()
+    y = torch.tensor([3, 4])
+    main, aux1, aux2 = model.train()(torch.randn(2, 1, 28, 28))
+    loss = model.wrap_loss(base)((main, aux1, aux2), y)
+    assert loss.item() == pytest.approx((base(main, y) + 0.5 * (base(aux1, y) + base(aux2, y))).item(), rel=1e-5)
+    logits = model.eval()(torch.randn(2, 1, 28, 28))
+    assert isinstance(logits, torch.Tensor) and model.wrap_loss(base)(logits, y).item() == pytest.approx(
+        base(logits, y).item())
+    assert small("googlenet").wrap_loss(base) is base
+
+
+@pytest.mark.parametrize(("model", "key", "value", "message"), [
+    ("vgg11", "width_div", 0, "width_div must be > 0"),
+    ("mlp", "dropout", 1.5, "dropout must be in"),
+    ("shufflenet_v2", "width", 0.7, "width must be one of"),
+    ("shufflenet_v1", "groups", 5, "groups must be one of"),
+    ("mobilenet_v2", "width_mult", -1.0, "width_mult must be > 0"),
+])
+def test_bad_option_values_are_explained(model, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        small(model, **{key: value})
+
+
+def test_config_validates_model_options_against_the_builder():
+    cfg = load(None, flags={"model": "vgg11"}, overrides=["model.width_div=4", "model.activation=gelu"])
+    assert cfg.model.options() == {"width_div": 4, "activation": "gelu"}
+    with pytest.raises(ConfigError, match="did you mean 'aux_logits'"):
+        load(None, flags={"model": "googlenet"}, overrides=["model.aux_logit=true"])
+
+
+@pytest.mark.slow  # ~40 s on 2 CPU cores: a full epoch of GoogLeNet
+def test_googlenet_aux_heads_train_through_the_api(tmp_path):
+    """The trainer knows nothing about auxiliary heads: api.py asks the model for its loss via wrap_loss."""
+    run = trainlab.train("googlenet", "digits", 1, overrides={"model.aux_logits": True, "train.batch_size": 256,
+                                                               "callbacks.progress.style": "none"},
+                         out=str(tmp_path))
+    summary = run.summary
+    assert summary["status"] == "completed"
+    assert 0.0 <= summary["test"]["test_acc"] <= 1.0

@@ -1,0 +1,77 @@
+"""``trainlab summary MODEL``: per-layer shapes, parameters, MACs and receptive fields of a registered model."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+
+import pandas as pd
+from rich.table import Table
+
+from trainlab import config as config_mod
+from trainlab.cli.common import HelpFormatter, console
+from trainlab.inspect.summary import parse_input_size, summary
+
+DESCRIPTION = """\
+Build a registered model for an input size and show, per layer: output shape, parameters,
+multiply-accumulates (MACs, per example) and — along convolutional paths — the receptive field (input
+pixels one output pixel sees) and jump (product of strides so far).  Totals at the bottom.
+
+The receptive field is blank once a layer sees the whole input (global pooling, dense layers,
+squeeze-excitation).  MACs count convolutions and dense layers.
+
+examples:
+  trainlab summary lenet                                   LeNet on 1x28x28, 10 classes
+  trainlab summary resnet18 --input 3x224x224 --classes 1000
+  trainlab summary vgg11 --input 3x32x32 --option width_div=4
+  trainlab summary mobilenet_v1 --option separable=false   standard convs instead of depthwise-separable
+  trainlab summary resnet50 --layers '1.0.*'               only the first bottleneck block
+  trainlab summary mlp --input 13 --classes 1              a table with 13 columns
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("summary", help="per-layer shapes, parameters, MACs and receptive fields",
+                                   description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("model", help="model name (see `trainlab list models`)")
+    parser.add_argument("--input", default="1x28x28", metavar="CxHxW",
+                        help="one example's shape: channels x height x width, or a column count for tables")
+    parser.add_argument("--classes", type=int, default=10, help="number of outputs")
+    parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option, as model.KEY in a config (VALUE is YAML); repeatable")
+    parser.add_argument("--layers", metavar="PATTERN", help="show only layers whose name matches (shell-style)")
+    parser.add_argument("--csv", metavar="FILE", help="also write the full table to a CSV file")
+    parser.set_defaults(handler=run)
+
+
+def model_options(name: str, options: list[str]) -> dict:
+    """Validate ``KEY=VALUE`` options against the model's builder, exactly as a config's model section is."""
+    overrides = [f"model.{item}" if not item.startswith("model.") else item for item in options]
+    return config_mod.load(None, flags={"model": name}, overrides=overrides).model.options()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.classes < 1:
+        raise ValueError(f"--classes must be >= 1, got {args.classes}")
+    frame = summary(args.model, parse_input_size(args.input), num_classes=args.classes,
+                    **model_options(args.model, args.option))
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    shown = frame[[fnmatch.fnmatch(n, args.layers) for n in frame["layer"]]] if args.layers else frame
+    console.print(_table(shown, f"{args.model} · input {args.input} · {args.classes} classes"))
+    t = frame.attrs["totals"]
+    console.print(f"total: {t['params']:,} params ({t['trainable_params']:,} trainable) · "
+                  f"{t['macs']:,} MACs per example · {t['size_mb']:.2f} MB")
+    return 0
+
+
+def _table(frame: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column, justify in (("layer", "left"), ("type", "left"), ("output", "right"), ("params", "right"),
+                            ("MACs", "right"), ("RF", "right"), ("jump", "right")):
+        table.add_column(column, justify=justify)
+    for row in frame.itertuples(index=False):
+        table.add_row(row.layer, row.type, "x".join(map(str, row.output_shape)), f"{row.params:,}",
+                      f"{row.macs:,}", "" if pd.isna(row.rf) else str(row.rf),
+                      "" if pd.isna(row.jump) else str(row.jump))
+    return table
