@@ -10,13 +10,15 @@ Each switch is a ``train`` setting that is ``auto`` by default and can be forced
 * ``fused`` — the single-kernel update of SGD, Adam and AdamW (``auto``: on CUDA).
 * cuDNN autotuning and TF32 matmuls switch on by themselves on CUDA unless ``train.deterministic`` is set.
 
-It also measures the model's training FLOPs per example (forward + backward ≈ 3 × forward, counted with
-``torch.utils.flop_counter`` on two examples), from which the summary reports achieved TFLOP/s and, on a GPU
+It also measures the model's training FLOPs per example (forward + backward ≈ 3 × forward, convolutions and
+linear layers counted on two examples), from which the summary reports achieved TFLOP/s and, on a GPU
 whose peak is in :data:`PEAK_TFLOPS`, the model-FLOP utilization (MFU).
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -96,7 +98,8 @@ def fuse_optimizer(optimizer: torch.optim.Optimizer, setting: bool | str,
     if optimizer.state:
         raise RuntimeError("fuse_optimizer must run before the first optimizer step")
     groups = [{**group, "fused": True, "foreach": None} for group in optimizer.param_groups]
-    defaults = {k: v for k, v in optimizer.defaults.items() if k not in ("fused", "foreach")}
+    accepted = inspect.signature(type(optimizer)).parameters  # defaults may hold keys the constructor fixes
+    defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted and k not in ("fused", "foreach")}
     return type(optimizer)(groups, **defaults, fused=True), True
 
 
@@ -106,23 +109,36 @@ def wants_compile(setting: bool | str, device: torch.device, total_steps: int) -
 
 
 def training_flops_per_example(model: nn.Module, sample: torch.Tensor) -> float | None:
-    """Forward FLOPs of ``model`` on ``sample`` (eval mode, no state changes) × 3 for the backward, per example.
+    """FLOPs of convolutions and linear layers in one forward on ``sample`` × 3 (the backward is about twice the
+    forward), per example; None when the model does not run on the sample.
 
-    None when the counter cannot run the model (e.g. an input it does not accept); FLOPs are informative only.
+    Counted with forward hooks (2 × multiply-adds), which is instant; those layers carry nearly all the work of the
+    models trainlab trains.  ``torch.utils.flop_counter`` counts more ops but costs seconds on first use per run.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    total = [0]
 
+    def count(module: nn.Module, _: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            if isinstance(module, nn.modules.conv._ConvNd):
+                per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            else:
+                per_output = module.in_features  # type: ignore[assignment]
+            total[0] += 2 * output.numel() * per_output
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
             model(sample)
     except (RuntimeError, TypeError, ValueError, IndexError):
         return None
     finally:
         model.train(was_training)
-    total = counter.get_total_flops()
-    return 3.0 * total / len(sample) if total else None
+        for hook in hooks:
+            hook.remove()
+    return 3.0 * total[0] / len(sample) if total[0] else None
 
 
 def sample_input(dataset: Any, transform: Any, device: torch.device) -> torch.Tensor | None:

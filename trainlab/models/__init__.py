@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from trainlab.models import mlp, simple  # noqa: F401  (registration)
+from trainlab.models import speedrun  # noqa: F401  (registration)
 from trainlab.registry import MODELS
 
 __all__ = ["create"]
