@@ -7,7 +7,7 @@ the CLI is a thin layer over it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,7 +21,7 @@ from trainlab import models, rundir
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.loaders import BatchTransform, make_loader
-from trainlab.engine import checkpoint
+from trainlab.engine import checkpoint, fastpath
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.runtime import resolve_device, resolve_precision, seed_everything
 from trainlab.engine.step import StepRecipe
@@ -57,6 +57,7 @@ class Session:
     bundle: DataBundle
     model: nn.Module
     trainer: Trainer
+    fast: fastpath.FastPath = field(default_factory=fastpath.FastPath)
 
     def loader(self, split: str) -> Any:
         """A non-shuffled loader over ``train``, ``val`` or ``test``."""
@@ -92,21 +93,27 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
                                 **cfg.data.options())
     meta = bundle.meta
     model = build_model(cfg, meta).to(device)
+    fast = fastpath.FastPath(cudnn_benchmark=fastpath.configure_backends(device, cfg.train.deterministic),
+                             channels_last=fastpath.apply_channels_last(model, cfg.train.channels_last, device))
     loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options()).to(device)
     if hasattr(model, "wrap_loss"):  # e.g. auxiliary classifiers add their own terms
         loss_fn = model.wrap_loss(loss_fn)
     train_loader = _loader(cfg, bundle.train, meta, device, shuffle=True)
     val_loader = _loader(cfg, bundle.val, meta, device, shuffle=False) if bundle.val is not None else None
-    optimizer = build_optimizer(cfg.optim, model)
+    optimizer, fast.fused = fastpath.fuse_optimizer(build_optimizer(cfg.optim, model), cfg.train.fused, device)
     updates = updates_per_epoch(len(train_loader), cfg.train.accumulate)
+    fast.compile = fastpath.wants_compile(cfg.train.compile, device, cfg.train.epochs * updates)
     schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * updates, steps_per_epoch=updates)
     callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
     callbacks.update(extra_callbacks or {})
     trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, task=meta.task,
                       epochs=cfg.train.epochs, device=device,
                       autocast_dtype=resolve_precision(cfg.train.precision, device), callbacks=callbacks,
-                      log_every=cfg.train.log_every, run_dir=run_dir, recipe=StepRecipe.from_config(cfg, model))
-    return Session(cfg, device, bundle, model, trainer)
+                      log_every=cfg.train.log_every, run_dir=run_dir, recipe=StepRecipe.from_config(cfg, model),
+                      tta_flip=cfg.train.tta_flip)
+    sample = fastpath.sample_input(bundle.train, train_loader.transform, device)
+    fast.flops_per_example = fastpath.training_flops_per_example(model, sample) if sample is not None else None
+    return Session(cfg, device, bundle, model, trainer, fast)
 
 
 def train(model: str | None = None, data: str | None = None, epochs: int | None = None, *,
@@ -175,6 +182,7 @@ def _fit(session: Session, run_dir: Path) -> "Run":
     summary = _summary_base(session)
     _write_summary(run_dir, dict(summary), state, "running", started)
     try:
+        _compile(session)
         session.trainer.fit()
     except KeyboardInterrupt:
         _write_summary(run_dir, summary, state, "interrupted", started)
@@ -188,9 +196,27 @@ def _fit(session: Session, run_dir: Path) -> "Run":
         raise TrainingFailed(run_dir, state.stop_reason or "training failed")
     if session.bundle.test is not None:
         summary.update(_test_best_weights(session, run_dir))
+    summary.update(fastpath=session.fast.to_dict(), **_performance(session))
     _write_summary(run_dir, summary, state, "completed", started)
     _write_report(run_dir, session)
     return Run(run_dir)
+
+
+def _compile(session: Session) -> None:
+    """``torch.compile`` the model in place and compile its graphs now, before the training clock starts."""
+    if not session.fast.compile:
+        return
+    session.model.compile()
+    eval_sizes = [len(split) for split in (session.bundle.val, session.bundle.test) if split is not None]
+    session.fast.compile_seconds = fastpath.warm_up(session.trainer, eval_sizes)
+
+
+def _performance(session: Session) -> dict[str, float]:
+    """Achieved TFLOP/s over the completed epochs (and MFU on a GPU of known peak)."""
+    state, trainer = session.trainer.state, session.trainer
+    examples = trainer.train_loader.num_examples * len(state.history)
+    precision = str(trainer.autocast_dtype or "fp32").replace("torch.", "")
+    return fastpath.performance(session.fast, examples, state.train_seconds, session.device, precision)
 
 
 def _test_best_weights(session: Session, run_dir: Path) -> dict[str, Any]:

@@ -103,6 +103,10 @@ class TrainConfig(_Section):
     mixup: float = Field(0.0, ge=0.0, description="mixup Beta(alpha, alpha) parameter; 0 disables")
     cutmix: float = Field(0.0, ge=0.0, description="cutmix Beta(alpha, alpha) parameter; 0 disables")
     mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability that a batch is mixed (mixup/cutmix)")
+    compile: bool | Literal["auto"] = Field("auto", description="torch.compile the model (auto: CUDA, long runs)")
+    channels_last: bool | Literal["auto"] = Field("auto", description="channels-last weights (auto: conv nets on CUDA)")
+    fused: bool | Literal["auto"] = Field("auto", description="fused optimizer kernels for sgd/adam/adamw (auto: CUDA)")
+    tta_flip: bool = Field(False, description="evaluate on the average logits of each image and its left-right mirror")
 
     @field_validator("device")
     @classmethod

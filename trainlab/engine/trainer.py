@@ -13,6 +13,7 @@ from torch import nn
 from trainlab.engine import checkpoint
 from trainlab.engine.callbacks.base import Callback
 from trainlab.engine.ema import WeightEMA
+from trainlab.engine.fastpath import synchronize
 from trainlab.engine.metrics import MetricAccumulator
 from trainlab.engine.runtime import rng_restore, rng_snapshot
 from trainlab.engine.state import TrainState
@@ -26,17 +27,19 @@ class Trainer:
 
     ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.  ``recipe`` holds
     the per-update knobs (clipping, accumulation, penalty, mixing, EMA); the schedule steps once per update.
-    With an EMA, evaluation and prediction use the averaged weights (:attr:`eval_model`).
+    With an EMA, evaluation and prediction use the averaged weights (:attr:`eval_model`); with ``tta_flip`` they
+    average the logits of each image and its left-right mirror.
     """
 
     def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, optimizer: torch.optim.Optimizer,
                  schedule: Any, loss_fn: nn.Module, *, task: str, epochs: int, device: torch.device,
                  autocast_dtype: torch.dtype | None = None, callbacks: dict[str, Callback] | None = None,
-                 log_every: int = 20, run_dir: Path | None = None, recipe: StepRecipe | None = None) -> None:
+                 log_every: int = 20, run_dir: Path | None = None, recipe: StepRecipe | None = None,
+                 tta_flip: bool = False) -> None:
         self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
         self.train_loader, self.val_loader = train_loader, val_loader
         self.task, self.device, self.autocast_dtype, self.log_every = task, device, autocast_dtype, log_every
-        self.run_dir = run_dir
+        self.run_dir, self.tta_flip = run_dir, tta_flip
         self.recipe = recipe or StepRecipe()
         self.ema = WeightEMA(model, self.recipe.ema) if self.recipe.ema else None
         self.callbacks = dict(sorted((callbacks or {}).items(), key=lambda item: item[1].order))
@@ -63,6 +66,7 @@ class Trainer:
                     self._emit("on_batch_end")
                     if s.should_stop:
                         break
+                synchronize(self.device)  # the clock must include the queued device work
                 s.epoch_seconds += time.perf_counter() - started
                 if s.failed or s.batch_in_epoch < s.steps_per_epoch:
                     break
@@ -81,7 +85,7 @@ class Trainer:
         if position == 0:
             self.optimizer.zero_grad(set_to_none=True)
         mixed = recipe.mixing(x, y)
-        with self._autocast():
+        with self.autocast():
             if mixed is None:
                 output = self.model(x)
                 loss = self.loss_fn(output, y)
@@ -136,8 +140,8 @@ class Trainer:
         model.eval()
         totals = MetricAccumulator(self.task, self.device)
         for x, y in loader.epoch(0):
-            with self._autocast():
-                output = _logits(model(x))
+            with self.autocast():
+                output = self.eval_logits(model, x)
                 totals.update(self.loss_fn(output, y), output, y)
         model.train(was_training)
         return totals.read(prefix)
@@ -148,12 +152,19 @@ class Trainer:
         model = self.eval_model.eval()
         outputs = []
         for x in batches:
-            with self._autocast():
-                out = _logits(model(x.to(self.device))).float()
+            with self.autocast():
+                out = self.eval_logits(model, x.to(self.device)).float()
             outputs.append(out.softmax(dim=1) if self.task == "classification" else out.reshape(-1))
         return torch.cat(outputs).cpu()
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def eval_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation outputs; with ``tta_flip``, the mean logits of the images and their mirrors."""
+        output = _logits(model(x))
+        if self.tta_flip and x.dim() == 4:
+            output = (output + _logits(model(x.flip(-1)))) / 2
+        return output
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)

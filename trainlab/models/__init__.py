@@ -25,6 +25,7 @@ from trainlab.models import (  # noqa: F401  (registration)
     resnet,
     shufflenet,
     simple,
+    speedrun,
     vgg,
 )
 from trainlab.registry import MODELS
