@@ -34,4 +34,7 @@ def train_batches(cfg: RunConfig) -> int:
 
     bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
                             **cfg.data.options())
+    if cfg.train.batch_size == "auto":
+        raise config_mod.ConfigError("train.batch_size=auto is resolved only when training starts; give a number "
+                                     "here (the one the run printed and saved in summary.json)")
     return math.ceil(len(bundle.train) / cfg.train.batch_size)

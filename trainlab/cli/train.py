@@ -20,7 +20,22 @@ examples:
   trainlab train -c configs/digits.yaml --lr 0.01 --optimizer sgd --set optim.momentum=0.9
   trainlab train --set callbacks.early_stopping.patience=3
   trainlab train --resume runs/simple-cnn-digits-20261122-101500
+  trainlab train --init-from runs/pretrained --lr 1e-4     fine-tune from another run's best weights
+  trainlab train --batch-size auto                        the largest batch that fits in memory
 """
+
+
+def _batch_size(text: str) -> int | str:
+    """``auto`` or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {value}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model name (see `trainlab list models`)")
     parser.add_argument("--data", help="dataset name (see `trainlab list datasets`)")
     parser.add_argument("--epochs", type=int, help="number of epochs")
-    parser.add_argument("--batch-size", type=int, help="examples per optimizer step")
+    parser.add_argument("--batch-size", type=_batch_size, help="examples per batch, or auto: the largest that fits "
+                        "in memory (at most train.max_batch_size)")
     parser.add_argument("--lr", type=float, help="base learning rate")
     parser.add_argument("--optimizer", help="optimizer name (see `trainlab list optimizers`)")
     parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
@@ -40,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="directory that holds run directories (default: runs)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any config key; VALUE is YAML (0.1, true, [64,32], null); repeatable")
+    parser.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (fine-tuning): a run or "
+                        "checkpoint directory, .safetensors, or a .pth/.pt state dict; tensors whose name and shape "
+                        "match are copied, the rest (e.g. a new head) keep their fresh initialization")
+    parser.add_argument("--trust-pickle", action="store_true", default=None, help="allow --init-from to fully "
+                        "unpickle a .pth that holds more than tensors; this RUNS CODE from the file, so only for "
+                        "files you trust")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint; only "
                         "--epochs, --device and progress settings may change")
     parser.add_argument("--resume-force", action="store_true", help="resume even though other settings changed "
@@ -48,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out")}
+    flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out",
+                                                   "init_from", "trust_pickle")}
     try:
         result = train(args.model, args.data, args.epochs, config=args.config, overrides=args.overrides,
                        resume=args.resume, resume_force=args.resume_force, **flags)
