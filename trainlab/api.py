@@ -6,6 +6,7 @@ the CLI is a thin layer over it.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,11 @@ from torch import nn
 
 from trainlab import config as config_mod
 from trainlab import data as data_mod
-from trainlab import models, rundir
+from trainlab import models, rundir, weights
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.loaders import BatchTransform, make_loader
-from trainlab.engine import checkpoint, fastpath
+from trainlab.engine import autobatch, checkpoint, fastpath
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.runtime import resolve_device, resolve_precision, seed_everything
 from trainlab.engine.step import StepRecipe
@@ -79,25 +80,38 @@ def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:
                          input_size=meta.input_size, **cfg.model.options())
 
 
+def build_data(cfg: RunConfig) -> DataBundle:
+    """The configured dataset's splits (built before any run directory exists, so bad data leaves nothing)."""
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    return data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
+                          **cfg.data.options())
+
+
 def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,
-                  extra_callbacks: Mapping[str, Callback] | None = None) -> Session:
+                  extra_callbacks: Mapping[str, Callback] | None = None, initialize: bool = False) -> Session:
     """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer.
 
     ``bundle`` replaces the configured dataset's splits (k-fold supplies each fold's train/val this way);
     ``extra_callbacks`` are objects the config cannot name (e.g. a search trial's pruning hook).
+    ``initialize`` applies ``train.init_from`` (a fresh run only: a resume or an evaluation loads its own
+    checkpoint).  ``train.batch_size=auto`` is resolved here, so the returned session's config holds a number.
     """
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = resolve_device(cfg.train.device)
     if bundle is None:
-        bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
-                                **cfg.data.options())
+        bundle = build_data(cfg)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built
     meta = bundle.meta
     model = build_model(cfg, meta).to(device)
+    if initialize and cfg.train.init_from:
+        weights.init_model(model, cfg.train.init_from, trust_pickle=cfg.train.trust_pickle)
     fast = fastpath.FastPath(cudnn_benchmark=fastpath.configure_backends(device, cfg.train.deterministic),
                              channels_last=fastpath.apply_channels_last(model, cfg.train.channels_last, device))
     loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options()).to(device)
     if hasattr(model, "wrap_loss"):  # e.g. auxiliary classifiers add their own terms
         loss_fn = model.wrap_loss(loss_fn)
+    if cfg.train.batch_size == "auto":
+        cfg = _with_batch_size(cfg, autobatch.find_batch_size(model, loss_fn, bundle.train, meta, device,
+                                                              cap=cfg.train.max_batch_size))
     train_loader = _loader(cfg, bundle.train, meta, device, shuffle=True)
     val_loader = _loader(cfg, bundle.val, meta, device, shuffle=False) if bundle.val is not None else None
     optimizer, fast.fused = fastpath.fuse_optimizer(build_optimizer(cfg.optim, model), cfg.train.fused, device)
@@ -130,30 +144,45 @@ def train(model: str | None = None, data: str | None = None, epochs: int | None 
     if resume is not None:
         run_dir = rundir.require_run(resume)
         cfg = _resume_config(run_dir, flags, overrides, resume_force)
-    else:
-        cfg = config_mod.load(config, flags=flags, overrides=overrides)
-        run_dir = rundir.create(cfg)
-    return _start(cfg, run_dir, resume=resume is not None)
+        return _start(cfg, run_dir, resume=True)
+    return train_config(config_mod.load(config, flags=flags, overrides=overrides))
 
 
 def train_config(cfg: RunConfig, *, bundle: DataBundle | None = None,
                  callbacks: Mapping[str, Callback] | None = None) -> "Run":
-    """Train a validated config in a fresh run directory, optionally on prebuilt splits (k-fold, search)."""
+    """Train a validated config in a fresh run directory, optionally on prebuilt splits (k-fold, search).
+
+    The data is built first, so a dataset that fails to load leaves no run directory behind; a failure while
+    building the rest (model, weights to start from, batch-size probe) removes the fresh directory again.
+    """
+    if bundle is None:
+        bundle = build_data(cfg)
     return _start(cfg, rundir.create(cfg), bundle=bundle, callbacks=callbacks)
 
 
 def _start(cfg: RunConfig, run_dir: Path, resume: bool = False, bundle: DataBundle | None = None,
            callbacks: Mapping[str, Callback] | None = None) -> "Run":
-    rundir.save_config(run_dir, cfg)
-    session = build_session(cfg, run_dir, bundle=bundle, extra_callbacks=callbacks)
+    try:
+        session = build_session(cfg, run_dir, bundle=bundle, extra_callbacks=callbacks, initialize=not resume)
+    except BaseException:
+        if not resume:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    rundir.save_config(run_dir, session.cfg)
     rundir.write_json(run_dir / rundir.DATA_FILE, session.bundle.meta.to_dict())
     if resume:
         _resume_latest(session.trainer, run_dir)
     return _fit(session, run_dir)
 
 
+def _with_batch_size(cfg: RunConfig, batch_size: int) -> RunConfig:
+    """The config with ``train.batch_size`` fixed to the probed number (saved so a resume reuses it)."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": batch_size})})
+
+
 # Settings that may change when resuming without making the continuation differ from the original run.
-RESUME_SAFE = ("train.epochs", "train.device", "train.log_every", "train.name", "train.out", "callbacks.progress")
+RESUME_SAFE = ("train.epochs", "train.device", "train.log_every", "train.name", "train.out", "callbacks.progress",
+               "train.init_from", "train.trust_pickle")
 
 
 def _resume_config(run_dir: Path, flags: Mapping[str, Any], overrides: Any, force: bool) -> RunConfig:
@@ -251,6 +280,7 @@ def _summary_base(session: Session) -> dict[str, Any]:
         "task": session.bundle.meta.task,
         "params": sum(p.numel() for p in session.model.parameters()),
         "seed": cfg.train.seed,
+        "batch_size": cfg.train.batch_size,
         "device": str(session.device),
         "precision": str(session.trainer.autocast_dtype or "fp32").replace("torch.", ""),
         "versions": rundir.versions(),

@@ -88,7 +88,9 @@ class LossConfig(_NamedSection):
 
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int | Literal["auto"] = Field(64, description="examples per batch, or auto: the largest that fits "
+                                              "in memory (probed before training, at most max_batch_size)")
+    max_batch_size: int = Field(1024, ge=1, description="upper bound for batch_size=auto")
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
@@ -107,6 +109,23 @@ class TrainConfig(_Section):
     channels_last: bool | Literal["auto"] = Field("auto", description="channels-last weights (auto: conv nets on CUDA)")
     fused: bool | Literal["auto"] = Field("auto", description="fused optimizer kernels for sgd/adam/adamw (auto: CUDA)")
     tta_flip: bool = Field(False, description="evaluate on the average logits of each image and its left-right mirror")
+    init_from: str | None = Field(None, description="start from these weights: a run or checkpoint directory, "
+                                  ".safetensors, or a .pth/.pt state dict (fine-tuning)")
+    trust_pickle: bool = Field(False, description="allow init_from to unpickle a full .pth (runs code from the file)")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _positive_batch(cls, value: Any) -> int | str:
+        """One clear message for every bad value (a union type would report each alternative separately)."""
+        if value == "auto":
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if isinstance(value, bool) or number < 1 or number != value and str(number) != str(value).strip():
+            raise ValueError("batch_size must be a positive integer or auto")
+        return number
 
     @field_validator("device")
     @classmethod
@@ -158,6 +177,8 @@ FLAG_KEYS: dict[str, str] = {
     "seed": "train.seed",
     "name": "train.name",
     "out": "train.out",
+    "init_from": "train.init_from",
+    "trust_pickle": "train.trust_pickle",
 }
 
 # Keys a builder receives from trainlab itself, never from the config.

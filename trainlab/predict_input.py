@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,9 +24,14 @@ def load_image(path: Path, preprocess: dict[str, Any]) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            image = _to_mode(img, preprocess.get("mode", "RGB"))
+        with warnings.catch_warnings():  # PIL only warns between MAX_IMAGE_PIXELS and twice that: refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                image = _to_mode(img, preprocess.get("mode", "RGB"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InputError(f"{path}: refused, the header declares an image too large to decode safely "
+                         f"(a possible decompression bomb: {err})") from None
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(f"{path}: not a readable image ({err})") from None
     height, width = preprocess["size"]

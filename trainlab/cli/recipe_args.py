@@ -9,13 +9,27 @@ from trainlab import config as config_mod
 from trainlab.config import RunConfig
 
 
+def batch_size_arg(text: str) -> int | str:
+    """``auto`` or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {value}")
+    return value
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """``-c``, the common flags of ``trainlab train`` and ``--set``."""
     parser.add_argument("-c", "--config", help="YAML config file (as for `trainlab train`)")
     parser.add_argument("--model", help="model name (see `trainlab list models`)")
     parser.add_argument("--data", help="dataset name (see `trainlab list datasets`)")
     parser.add_argument("--epochs", type=int, help="number of epochs")
-    parser.add_argument("--batch-size", type=int, help="examples per batch")
+    parser.add_argument("--batch-size", type=batch_size_arg, help="examples per batch, or auto: the largest that "
+                        "fits in memory (at most train.max_batch_size)")
     parser.add_argument("--lr", type=float, help="base learning rate")
     parser.add_argument("--optimizer", help="optimizer name (see `trainlab list optimizers`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -35,4 +49,7 @@ def train_batches(cfg: RunConfig) -> int:
 
     bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
                             **cfg.data.options())
+    if cfg.train.batch_size == "auto":
+        raise config_mod.ConfigError("train.batch_size=auto is resolved only when training starts; give a number "
+                                     "here (the one the run printed and saved in summary.json)")
     return math.ceil(len(bundle.train) / cfg.train.batch_size)

@@ -21,6 +21,8 @@ examples:
   trainlab train -c configs/digits.yaml --lr 0.01 --optimizer sgd --set optim.momentum=0.9
   trainlab train --set callbacks.early_stopping.patience=3
   trainlab train --resume runs/simple-cnn-digits-20261122-101500
+  trainlab train --init-from runs/pretrained --lr 1e-4     fine-tune from another run's best weights
+  trainlab train --batch-size auto                        the largest batch that fits in memory
 """
 
 
@@ -32,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="random seed (data split, init, shuffling, dropout)")
     parser.add_argument("--name", help="run name (default: <model>-<data>-<date>-<time>)")
     parser.add_argument("--out", help="directory that holds run directories (default: runs)")
+    parser.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (fine-tuning): a run or "
+                        "checkpoint directory, .safetensors, or a .pth/.pt state dict; tensors whose name and shape "
+                        "match are copied, the rest (e.g. a new head) keep their fresh initialization")
+    parser.add_argument("--trust-pickle", action="store_true", default=None, help="allow --init-from to fully "
+                        "unpickle a .pth that holds more than tensors; this RUNS CODE from the file, so only for "
+                        "files you trust")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint; only "
                         "--epochs, --device and progress settings may change")
     parser.add_argument("--resume-force", action="store_true", help="resume even though other settings changed "
@@ -40,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out")}
+    flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out",
+                                                   "init_from", "trust_pickle")}
     try:
         result = train(args.model, args.data, args.epochs, config=args.config, overrides=args.overrides,
                        resume=args.resume, resume_force=args.resume_force, **flags)

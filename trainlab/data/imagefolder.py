@@ -102,8 +102,9 @@ def first_size(report: FolderReport) -> tuple[int, int]:
     for path, _ in report.files.get("train", []):
         try:
             with Image.open(path) as img:
-                return img.height, img.width
-        except (OSError, ValueError, SyntaxError):
+                if img.width * img.height <= (Image.MAX_IMAGE_PIXELS or float("inf")):
+                    return img.height, img.width
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue
     raise ValueError(f"imagefolder: no readable training image under {report.splits['train']}")
 

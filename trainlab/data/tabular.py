@@ -36,11 +36,34 @@ def _as_text(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, missing
 
 
-def fit_table(df: pd.DataFrame, features: list[str], skew_threshold: float | None) -> dict[str, Any]:
-    """Learn the per-column preprocessing from training rows ``df``."""
+def _text_in_numbers(series: pd.Series) -> pd.Series:
+    """Mask of present values that are not numbers (blank cells and NA markers count as missing, not text)."""
+    numbers = pd.to_numeric(series, errors="coerce")
+    return series.notna() & numbers.isna() & (series.astype(str).str.strip() != "")
+
+
+def _text_error(series: pd.Series, bad: pd.Series, where: str, why: str) -> ValueError:
+    """Name the column, the file's line numbers (header = line 1) and the offending values."""
+    lines = [str(int(i) + 2) if isinstance(i, (int, np.integer)) else str(i) for i in series.index[bad][:5]]
+    values = ", ".join(repr(v) for v in series[bad].head(5))
+    more = " ..." if int(bad.sum()) > 5 else ""
+    return ValueError(f"csv: column '{series.name}' {why} but has text at line(s) {', '.join(lines)}{more} of {where} "
+                      f"({values}{more}); fix or blank those cells (blank and NA mean missing), or leave the column "
+                      "out with data.drop")
+
+
+def fit_table(df: pd.DataFrame, features: list[str], skew_threshold: float | None, source: str = "the table") -> dict[str, Any]:
+    """Learn the per-column preprocessing from training rows ``df``.
+
+    A column whose values are numbers except a few stray words (≤ 5 %) is a data error, not a category column:
+    it is refused, naming the lines, rather than silently one-hot encoded.
+    """
     numeric, categorical, names = [], [], []
     for column in features:
         series = df[column]
+        bad = _text_in_numbers(series) if not _is_numeric(series) else None
+        if bad is not None and 0 < bad.sum() <= 0.05 * series.notna().sum():
+            raise _text_error(series, bad, source, "holds numbers")
         if _is_numeric(series):
             values = series.astype("float64")
             skew = values.skew()
@@ -57,17 +80,21 @@ def fit_table(df: pd.DataFrame, features: list[str], skew_threshold: float | Non
     return {"numeric": numeric, "categorical": categorical, "features": names}
 
 
-def transform_table(df: pd.DataFrame, preprocess: dict[str, Any]) -> torch.Tensor:
+def transform_table(df: pd.DataFrame, preprocess: dict[str, Any], source: str = "the table") -> torch.Tensor:
     """Apply the saved table preprocessing to ``df``: a float32 ``(rows, features)`` tensor for the model.
 
-    Raises ``ValueError`` naming every column the frame lacks; warns about categories not seen in training.
+    Raises ``ValueError`` naming every column the frame lacks and any text in a numeric column; warns about
+    categories not seen in training.
     """
     needed = [c["name"] for c in preprocess["numeric"]] + [c["name"] for c in preprocess["categorical"]]
     absent = [c for c in needed if c not in df.columns]
     if absent:
-        raise ValueError(f"the table lacks column(s) used in training: {', '.join(absent)}")
+        raise ValueError(f"{source} lacks column(s) used in training: {', '.join(absent)}")
     blocks = []
     for info in preprocess["numeric"]:
+        bad = _text_in_numbers(df[info["name"]])
+        if bad.any():
+            raise _text_error(df[info["name"]], bad, source, "was numeric in training")
         values = pd.to_numeric(df[info["name"]], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         if info["log"]:
             values = np.log1p(np.clip(values, 0, None))
@@ -151,21 +178,21 @@ def csv(*, seed: int = 0, val_fraction: float = 0.1, train: str | None = None, t
                   if val_fraction > 0 else (np.arange(len(y)), np.array([], dtype=int)))
     preprocess = {"kind": "table", "scale": 1.0, "id": id,
                   "target": {"name": target, "log": log_target, "task": task},
-                  **fit_table(frame.iloc[keep], features, skew_threshold)}
-    x = transform_table(frame, preprocess)
+                  **fit_table(frame.iloc[keep], features, skew_threshold, source=str(train))}
+    x = transform_table(frame, preprocess, source=str(train))
     yt = torch.tensor(y, dtype=torch.long if task == "classification" else torch.float32)
     val = TensorDataset(x[held], yt[held]) if len(held) else None
-    test_set = _test_split(_read(test, root, "test"), target, task, log_target, classes, preprocess)
+    test_set = _test_split(_read(test, root, "test"), target, task, log_target, classes, preprocess, str(test))
     meta = DataMeta(task=task, input_shape=(x.shape[1],), num_classes=len(classes) if classes else None,  # type: ignore[arg-type]
                     classes=classes, preprocess=preprocess)
     return DataBundle(train=TensorDataset(x[keep], yt[keep]), val=val, test=test_set, meta=meta)
 
 
 def _test_split(frame: pd.DataFrame | None, target: str, task: str, log_target: bool, classes: list[str] | None,
-                preprocess: dict[str, Any]) -> TensorDataset | None:
+                preprocess: dict[str, Any], source: str) -> TensorDataset | None:
     """A labelled test split when the test file has the target; a Kaggle-style unlabelled file is for predict."""
     if frame is None or target not in frame.columns:
         return None
     frame, y = _target(frame, target, task, log_target, classes)
-    return TensorDataset(transform_table(frame, preprocess),
+    return TensorDataset(transform_table(frame, preprocess, source=f"test file {source}"),
                          torch.tensor(y, dtype=torch.long if task == "classification" else torch.float32))
