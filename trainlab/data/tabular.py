@@ -153,14 +153,13 @@ def csv(*, seed: int = 0, val_fraction: float = 0.1, train: str | None = None, t
         raise ValueError(f"csv: no feature columns left in {train} after removing target/id/drop columns")
     keep, held = (stratified_split(y, val_fraction, seed, stratify=task == "classification")
                   if val_fraction > 0 else (np.arange(len(y)), np.array([], dtype=int)))
-    shift = 0.0
+    target_info: dict[str, Any] = {"name": target, "log": log_target, "task": task}
     if center_target:
         if task != "regression":
             raise ValueError("csv: data.center_target=true is for regression targets; remove it for classification")
-        shift = float(y[keep].mean())
-        y = y - shift
-    preprocess = {"kind": "table", "scale": 1.0, "id": id,
-                  "target": {"name": target, "log": log_target, "task": task, "shift": shift},
+        target_info["shift"] = float(y[keep].mean())
+        y = y - target_info["shift"]
+    preprocess = {"kind": "table", "scale": 1.0, "id": id, "target": target_info,
                   **fit_table(frame.iloc[keep], features, skew_threshold)}
     x = transform_table(frame, preprocess)
     yt = torch.tensor(y, dtype=torch.long if task == "classification" else torch.float32)
