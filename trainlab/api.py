@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -31,6 +31,9 @@ from trainlab.losses import build_loss
 from trainlab.optim import build_optimizer, build_schedule, updates_per_epoch
 from trainlab.predict_input import load_images
 from trainlab.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from trainlab.predict_table import TablePrediction
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -367,9 +370,15 @@ class Run:
         session.trainer.load_weights(checkpoint.load(self.best_checkpoint()))
         return session.trainer.evaluate(session.loader(split), prefix=split)
 
-    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction]:
-        """Predict image files of any size or mode, preprocessed as the training data was."""
+    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction] | TablePrediction:
+        """Predict image files of any size or mode, preprocessed as the training data was.
+
+        A run trained on a CSV table predicts a CSV file instead (``paths``: one file) and returns
+        :meth:`predict_table`'s :class:`~trainlab.predict_table.TablePrediction`.
+        """
         preprocess = self.meta.preprocess
+        if preprocess.get("kind") == "table":
+            return self.predict_table(paths, device)
         if preprocess.get("kind") != "image":
             raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
                              "predict on image files needs an image run")
@@ -383,6 +392,12 @@ class Run:
         classes = self.meta.classes or [str(i) for i in range(probs.shape[1])]
         top = probs.max(dim=1)
         return [Prediction(str(p), classes[int(i)], float(v)) for p, v, i in zip(paths, top.values, top.indices)]
+
+    def predict_table(self, table: Any, device: str = "cpu") -> TablePrediction:
+        """Predict every row of a CSV file (or data frame) on the target's own scale, e.g. prices in dollars."""
+        from trainlab.predict_table import predict_table
+
+        return predict_table([self.load_model(device)], table, self.meta, device)
 
 
 def load_run(path: str | Path) -> Any:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+import pandas as pd
 from rich.table import Table
 
 from trainlab.api import load_run
 from trainlab.cli.common import HelpFormatter, console
+from trainlab.predict_table import TablePrediction
 from trainlab.rundir import find_runs
 
 
@@ -16,6 +18,23 @@ def print_metrics(label: str, metrics: dict[str, float]) -> None:
     """One line: ``test: test_loss 0.0460  test_acc 99.16%``."""
     parts = [f"{k} {v:.2%}" if k.endswith("_acc") else f"{k} {v:.4g}" for k, v in metrics.items()]
     console.print(f"{label}: " + "  ".join(parts))
+
+
+TABLE_ROWS = 10  # rows of a table prediction shown in the terminal
+
+PREDICT_DESCRIPTION = """\
+Predict with a saved run (a k-fold directory predicts with the mean of its fold models).
+
+Image runs: each image is classified; images of any size or mode (RGB, gray, RGBA, palette, 16-bit) are
+converted as the training data was.
+Table runs (the csv dataset): one CSV file; its columns are encoded with the run's saved preprocessing (a missing
+feature column is an error, a category never seen in training a warning), and the target transform is undone
+(log_target: expm1), so e.g. SalePrice comes out in dollars. --out writes `<id>,<target>` for every row.
+
+examples:
+  trainlab predict runs/simple-cnn-digits-20261122-101500 digit.png scan.jpg
+  trainlab predict runs/house-prices ../shared/data/house-prices/test.csv --out submission.csv
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,12 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     ev.set_defaults(handler=run_eval)
 
-    pr = subparsers.add_parser("predict", help="classify image files with a saved run",
-                               description="Predict the class of each image; images of any size or mode "
-                               "(RGB, gray, RGBA, palette, 16-bit) are converted as the training data was.",
-                               formatter_class=HelpFormatter)
-    pr.add_argument("run_dir", help="run directory")
-    pr.add_argument("inputs", nargs="+", help="image files")
+    pr = subparsers.add_parser("predict", help="predict image files, or a CSV table, with a saved run",
+                               description=PREDICT_DESCRIPTION, formatter_class=HelpFormatter)
+    pr.add_argument("run_dir", help="run directory (a k-fold directory averages its fold models)")
+    pr.add_argument("inputs", nargs="+", help="image files, or one CSV file for a run trained on a table")
+    pr.add_argument("--out", default=None, help="write the predictions to this CSV file (for a table run: "
+                    "a Kaggle-style submission, id column and target column)")
     pr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     pr.set_defaults(handler=run_predict)
 
@@ -50,6 +69,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     predictions = load_run(args.run_dir).predict(args.inputs)
+    if isinstance(predictions, TablePrediction):
+        return _print_table_prediction(predictions, args)
+    if args.out:
+        pd.DataFrame([p.__dict__ for p in predictions]).to_csv(args.out, index=False)
+        console.print(f"wrote {len(predictions)} predictions to {args.out}")
     if args.json:
         for p in predictions:
             print(json.dumps(p.__dict__))
@@ -58,6 +82,26 @@ def run_predict(args: argparse.Namespace) -> int:
     for p in predictions:
         table.add_row(p.path, p.label or "", f"{p.probability:.3f}" if p.probability is not None else f"{p.value:.4g}")
     console.print(table)
+    return 0
+
+
+def _print_table_prediction(prediction: TablePrediction, args: argparse.Namespace) -> int:
+    """Write the submission when asked; print every row as JSON, or the first rows as a table."""
+    frame = prediction.frame()
+    if args.out:
+        prediction.write(args.out)
+        console.print(f"wrote {len(prediction)} rows ({prediction.id_col},{prediction.target_col}) to {args.out}")
+    if args.json:
+        for row in frame.to_dict(orient="records"):
+            print(json.dumps(row, default=str))
+        return 0
+    shown = frame.head(TABLE_ROWS)
+    table = Table(*map(str, shown.columns))
+    for row in shown.itertuples(index=False):
+        table.add_row(*(f"{v:,.6g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    if len(frame) > TABLE_ROWS and not args.out:
+        console.print(f"… {len(frame) - TABLE_ROWS} more rows; pass --out FILE.csv to write them all")
     return 0
 
 

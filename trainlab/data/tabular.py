@@ -158,8 +158,12 @@ def _target(df: pd.DataFrame, target: str, task: str, log_target: bool,
 def csv(*, seed: int = 0, val_fraction: float = 0.1, train: str | None = None, test: str | None = None,
         target: str | None = None, id: str | None = None, root: str | None = None,
         task: Literal["auto", "classification", "regression"] = "auto", log_target: bool = False,
-        skew_threshold: float | None = None, drop: list[str] | None = None) -> DataBundle:
-    """Tabular data from CSV; preprocessing is fitted on the training rows (after the validation split)."""
+        skew_threshold: float | None = None, drop: list[str] | None = None, center_target: bool = False) -> DataBundle:
+    """Tabular data from CSV; preprocessing is fitted on the training rows (after the validation split).
+
+    ``center_target`` subtracts the training rows' mean target (after ``log_target``) so a freshly initialised
+    network starts near the answer; a shift leaves RMSE unchanged, and predict adds it back.
+    """
     frame = _read(train, root, "train")
     if frame is None or target is None:
         raise ValueError("csv needs data.train=FILE and data.target=COLUMN, e.g. "
@@ -176,8 +180,13 @@ def csv(*, seed: int = 0, val_fraction: float = 0.1, train: str | None = None, t
         raise ValueError(f"csv: no feature columns left in {train} after removing target/id/drop columns")
     keep, held = (stratified_split(y, val_fraction, seed, stratify=task == "classification")
                   if val_fraction > 0 else (np.arange(len(y)), np.array([], dtype=int)))
-    preprocess = {"kind": "table", "scale": 1.0, "id": id,
-                  "target": {"name": target, "log": log_target, "task": task},
+    target_info: dict[str, Any] = {"name": target, "log": log_target, "task": task}
+    if center_target:
+        if task != "regression":
+            raise ValueError("csv: data.center_target=true is for regression targets; remove it for classification")
+        target_info["shift"] = float(y[keep].mean())
+        y = y - target_info["shift"]
+    preprocess = {"kind": "table", "scale": 1.0, "id": id, "target": target_info,
                   **fit_table(frame.iloc[keep], features, skew_threshold, source=str(train))}
     x = transform_table(frame, preprocess, source=str(train))
     yt = torch.tensor(y, dtype=torch.long if task == "classification" else torch.float32)
@@ -194,5 +203,6 @@ def _test_split(frame: pd.DataFrame | None, target: str, task: str, log_target: 
     if frame is None or target not in frame.columns:
         return None
     frame, y = _target(frame, target, task, log_target, classes)
+    y = y - preprocess["target"].get("shift", 0.0) if task == "regression" else y
     return TensorDataset(transform_table(frame, preprocess, source=f"test file {source}"),
                          torch.tensor(y, dtype=torch.long if task == "classification" else torch.float32))

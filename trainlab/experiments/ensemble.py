@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 import torch
@@ -20,6 +20,9 @@ from trainlab.engine.metrics import MetricAccumulator
 from trainlab.engine.runtime import resolve_device
 from trainlab.losses import build_loss
 from trainlab.predict_input import load_images
+
+if TYPE_CHECKING:
+    from trainlab.predict_table import TablePrediction
 
 KFOLD_FILE = "kfold.json"
 FOLDS_TABLE = "folds.csv"
@@ -85,9 +88,14 @@ class KFoldRun:
         models = list(models) if models is not None else self.load_models(batch.device)
         return torch.stack([forward(model, batch, self.meta.task) for model in models]).mean(dim=0)
 
-    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction]:
-        """Like :meth:`Run.predict` for image files, with the fold models' averaged probabilities."""
+    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction] | TablePrediction:
+        """Like :meth:`Run.predict` for image files, with the fold models' averaged probabilities.
+
+        A k-fold run on a CSV table predicts a CSV file instead (see :meth:`predict_table`).
+        """
         preprocess = self.meta.preprocess
+        if preprocess.get("kind") == "table":
+            return self.predict_table(paths, device)
         if preprocess.get("kind") != "image":
             raise ValueError(f"k-fold run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
                              "predict on image files needs an image run")
@@ -98,6 +106,15 @@ class KFoldRun:
         classes = self.meta.classes or [str(i) for i in range(output.shape[1])]
         top = output.max(dim=1)
         return [Prediction(str(p), classes[int(i)], float(v)) for p, v, i in zip(paths, top.values, top.indices)]
+
+    def predict_table(self, table: Any, device: str = "cpu") -> TablePrediction:
+        """Every row of a CSV file (or data frame) predicted by the mean of the fold models, on the target's scale.
+
+        For a log target the fold models are averaged in log space (a geometric mean of the prices).
+        """
+        from trainlab.predict_table import predict_table
+
+        return predict_table(self.load_models(device), table, self.meta, device)
 
     def evaluate(self, split: str = "test", device: str = "auto") -> dict[str, float]:
         """Metrics of the ensemble on a split of the run's dataset (``test`` is the one k-fold never trains on)."""
