@@ -74,3 +74,19 @@ def test_bad_files_and_override_syntax(tmp_path: Path) -> None:
         load(write(tmp_path / "bad.yaml", "train: [\n"))
     with pytest.raises(ConfigError, match="expected section.key=value"):
         load(overrides=["lr=0.1"])
+
+
+def test_threads_setting_applies_to_torch(tmp_path: Path) -> None:
+    import torch
+
+    import trainlab
+
+    before = torch.get_num_threads()
+    try:
+        trainlab.train(epochs=1, out=tmp_path, overrides={"train.threads": 2, "model.width": 4,
+                                                          "callbacks.progress.style": "none"})
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="config error at train.threads: got 0"):
+        load(overrides=["train.threads=0"])

@@ -100,6 +100,8 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
     checkpoint).  ``train.batch_size=auto`` is resolved here, so the returned session's config holds a number.
     """
     device = resolve_device(cfg.train.device)
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
     if bundle is None:
         bundle = build_data(cfg)
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built
