@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,13 @@ def cli_subprocess(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     """Start ``python -m trainlab ARGS`` in a fresh process using this checkout's package."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "trainlab", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint, **kwargs)
+
+
+def _default_sigint() -> None:
+    """A background job inherits SIGINT as ignored (as CI may start us); a terminal's foreground job has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 TINY = ["--epochs", "1", "--set", "callbacks.progress.style=none"]

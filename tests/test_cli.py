@@ -92,7 +92,8 @@ def test_unwritable_out_directory(run_cli, tmp_path: Path) -> None:
     assert code == 2 and "cannot create output directory" in err
 
 
-def test_ctrl_c_saves_checkpoint_exits_130_and_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_saves_checkpoint_exits_130_and_resumes(tmp_path: Path, signum: int) -> None:
     proc = cli_subprocess("train", "--epochs", "200", "--name", "long", "--set", "callbacks.progress.style=plain",
                           cwd=tmp_path)
     deadline = time.time() + 120
@@ -100,7 +101,7 @@ def test_ctrl_c_saves_checkpoint_exits_130_and_resumes(tmp_path: Path) -> None:
         line = proc.stdout.readline()
         if line.startswith("epoch 1/"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "trainlab train --resume runs/long" in out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+from typing import Any
 
 from trainlab.api import TrainingFailed, TrainingInterrupted, train
 from trainlab.cli.common import HelpFormatter, console
@@ -47,7 +49,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    """Train; SIGTERM (from a job scheduler or `kill`) is handled like Ctrl-C: checkpoint, then exit 130."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _train(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out",
                                                    "init_from", "trust_pickle")}
     try:
