@@ -18,7 +18,7 @@ from torch import nn
 
 from trainlab import config as config_mod
 from trainlab import data as data_mod
-from trainlab import models, rundir, weights
+from trainlab import models, run_summary, rundir, weights
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.loaders import BatchTransform, make_loader
@@ -213,25 +213,25 @@ def _resume_latest(trainer: Trainer, run_dir: Path) -> None:
 def _fit(session: Session, run_dir: Path) -> "Run":
     started = time.perf_counter()
     state = session.trainer.state
-    summary = _summary_base(session)
-    _write_summary(run_dir, dict(summary), state, "running", started)
+    summary = run_summary.base(session)
+    run_summary.write(run_dir, dict(summary), state, "running", started)
     try:
         _compile(session)
         session.trainer.fit()
     except KeyboardInterrupt:
-        _write_summary(run_dir, summary, state, "interrupted", started)
+        run_summary.write(run_dir, summary, state, "interrupted", started)
         raise TrainingInterrupted(run_dir) from None
     except Exception as err:
-        _write_summary(run_dir, {**summary, "error": f"{type(err).__name__}: {err}"}, state, "crashed", started)
+        run_summary.write(run_dir, {**summary, "error": f"{type(err).__name__}: {err}"}, state, "crashed", started)
         raise
     if state.failed:
-        _write_summary(run_dir, summary, state, "failed", started)
+        run_summary.write(run_dir, summary, state, "failed", started)
         _write_report(run_dir, None)
         raise TrainingFailed(run_dir, state.stop_reason or "training failed")
     if session.bundle.test is not None:
         summary.update(_test_best_weights(session, run_dir))
-    summary.update(fastpath=session.fast.to_dict(), **_performance(session))
-    _write_summary(run_dir, summary, state, "completed", started)
+    summary.update(fastpath=session.fast.to_dict(), **run_summary.performance(session))
+    run_summary.write(run_dir, summary, state, "completed", started)
     _write_report(run_dir, session)
     return Run(run_dir)
 
@@ -243,14 +243,6 @@ def _compile(session: Session) -> None:
     session.model.compile()
     eval_sizes = [len(split) for split in (session.bundle.val, session.bundle.test) if split is not None]
     session.fast.compile_seconds = fastpath.warm_up(session.trainer, eval_sizes)
-
-
-def _performance(session: Session) -> dict[str, float]:
-    """Achieved TFLOP/s over the completed epochs (and MFU on a GPU of known peak)."""
-    state, trainer = session.trainer.state, session.trainer
-    examples = trainer.train_loader.num_examples * len(state.history)
-    precision = str(trainer.autocast_dtype or "fp32").replace("torch.", "")
-    return fastpath.performance(session.fast, examples, state.train_seconds, session.device, precision)
 
 
 def _test_best_weights(session: Session, run_dir: Path) -> dict[str, Any]:
@@ -273,51 +265,6 @@ def _write_report(run_dir: Path, session: Session | None) -> None:
     from trainlab.report.html import write_report_safely
 
     write_report_safely(run_dir, session)
-
-
-def _summary_base(session: Session) -> dict[str, Any]:
-    cfg = session.cfg
-    previous = session.trainer.run_dir / rundir.SUMMARY_FILE if session.trainer.run_dir else None
-    return {
-        "wall_seconds": rundir.read_json(previous).get("wall_seconds", 0.0) if previous and previous.is_file() else 0.0,
-        "model": cfg.model.name,
-        "data": cfg.data.name,
-        "task": session.bundle.meta.task,
-        "params": sum(p.numel() for p in session.model.parameters()),
-        "seed": cfg.train.seed,
-        "batch_size": cfg.train.batch_size,
-        "device": str(session.device),
-        "precision": str(session.trainer.autocast_dtype or "fp32").replace("torch.", ""),
-        "versions": rundir.versions(),
-    }
-
-
-def _write_summary(run_dir: Path, summary: dict[str, Any], state: Any, status: str, started: float) -> None:
-    history = state.history
-    summary.update(
-        status=status,
-        stop_reason=state.stop_reason,
-        epochs_completed=state.epoch,
-        steps=state.step,
-        train_seconds=state.train_seconds,
-        wall_seconds=summary.get("wall_seconds", 0.0) + time.perf_counter() - started,
-        final=history[-1] if history else {},
-        best=best_metrics(history),
-    )
-    rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)
-
-
-def best_metrics(history: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """For each loss/accuracy/RMSE column, its best value and the epoch it was reached."""
-    best: dict[str, dict[str, float]] = {}
-    for key in sorted({k for row in history for k in row}):
-        if not key.endswith(("_loss", "_acc", "_rmse")):
-            continue
-        rows = [row for row in history if row.get(key) is not None]
-        pick = max if key.endswith("_acc") else min
-        top = pick(rows, key=lambda row: row[key])
-        best[key] = {"value": top[key], "epoch": top["epoch"]}
-    return best
 
 
 @dataclass

@@ -1,0 +1,69 @@
+"""summary.json: what a run was (model, data, seed, device, versions) and how it went (status, best and final
+metrics, time, throughput).  Written when training starts, and again whenever it ends, however it ends."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from trainlab import rundir
+from trainlab.engine import fastpath
+
+if TYPE_CHECKING:
+    from trainlab.api import Session
+
+
+def base(session: "Session") -> dict[str, Any]:
+    """The fixed part: what was trained, where, with which versions; wall time carried over from a resume."""
+    cfg = session.cfg
+    previous = session.trainer.run_dir / rundir.SUMMARY_FILE if session.trainer.run_dir else None
+    return {
+        "wall_seconds": rundir.read_json(previous).get("wall_seconds", 0.0) if previous and previous.is_file() else 0.0,
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "task": session.bundle.meta.task,
+        "params": sum(p.numel() for p in session.model.parameters()),
+        "seed": cfg.train.seed,
+        "batch_size": cfg.train.batch_size,
+        "device": str(session.device),
+        "precision": str(session.trainer.autocast_dtype or "fp32").replace("torch.", ""),
+        "versions": rundir.versions(),
+    }
+
+
+def write(run_dir: Path, summary: dict[str, Any], state: Any, status: str, started: float) -> None:
+    """Add the state of the run so far to ``summary`` and write it atomically."""
+    history = state.history
+    summary.update(
+        status=status,
+        stop_reason=state.stop_reason,
+        epochs_completed=state.epoch,
+        steps=state.step,
+        train_seconds=state.train_seconds,
+        wall_seconds=summary.get("wall_seconds", 0.0) + time.perf_counter() - started,
+        final=history[-1] if history else {},
+        best=best_metrics(history),
+    )
+    rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)
+
+
+def best_metrics(history: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """For each loss/accuracy/RMSE column, its best value and the epoch it was reached."""
+    best: dict[str, dict[str, float]] = {}
+    for key in sorted({k for row in history for k in row}):
+        if not key.endswith(("_loss", "_acc", "_rmse")):
+            continue
+        rows = [row for row in history if row.get(key) is not None]
+        pick = max if key.endswith("_acc") else min
+        top = pick(rows, key=lambda row: row[key])
+        best[key] = {"value": top[key], "epoch": top["epoch"]}
+    return best
+
+
+def performance(session: "Session") -> dict[str, float]:
+    """Achieved TFLOP/s over the completed epochs (and MFU on a GPU of known peak)."""
+    state, trainer = session.trainer.state, session.trainer
+    examples = trainer.train_loader.num_examples * len(state.history)
+    precision = str(trainer.autocast_dtype or "fp32").replace("torch.", "")
+    return fastpath.performance(session.fast, examples, state.train_seconds, session.device, precision)
