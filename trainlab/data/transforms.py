@@ -261,7 +261,8 @@ class ResizedCrop(Transform):
 
     def __post_init__(self) -> None:
         if not 0 < self.scale[0] <= self.scale[1] <= 1 or not 0 < self.ratio[0] <= self.ratio[1]:
-            raise ValueError(f"resized_crop: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]")
+            raise ValueError(f"resized_crop: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
+                             f"got scale={list(self.scale)}, ratio={list(self.ratio)}")
 
     def v2(self, input_shape: tuple[int, ...]) -> Any:
         from torchvision.transforms import v2
