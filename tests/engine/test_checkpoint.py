@@ -89,6 +89,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_state_file_with_code_is_refused(tmp_path: Path) -> None:
     path = save(tmp_path, 1, 1.0)
     marker = tmp_path / "pwned"
