@@ -277,8 +277,22 @@ class Prediction:
     value: float | None = None
 
 
-class Run:
-    """A finished (or interrupted) run directory, ready to inspect, evaluate and predict with."""
+@torch.no_grad()
+def model_outputs(model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
+    """Class probabilities ``(n, classes)``, or one value per example ``(n,)``, in eval mode."""
+    out = model.eval()(x)
+    out = (out[0] if isinstance(out, (tuple, list)) else out).float()  # auxiliary heads: the first is the prediction
+    return out.softmax(dim=1) if task == "classification" else out.reshape(-1)
+
+
+def average_outputs(models: Sequence[nn.Module], x: torch.Tensor, task: str) -> torch.Tensor:
+    """The models' probabilities (or values) averaged: one model gives its own, fold models an ensemble."""
+    return torch.stack([model_outputs(model, x, task) for model in models]).mean(dim=0)
+
+
+class RunDirectory:
+    """What every saved run offers, a single run or a k-fold run: its config, data description and summary, and
+    predictions from its model(s) — :meth:`load_models` is the only thing the kinds do differently here."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = rundir.require_run(path)
@@ -286,12 +300,49 @@ class Run:
         self.config = config_mod.load(self.path / rundir.CONFIG_FILE)
         self.meta = DataMeta.from_dict(rundir.read_json(self.path / rundir.DATA_FILE))
 
-    def __repr__(self) -> str:
-        return f"Run('{self.path}')"
-
     @property
     def summary(self) -> dict[str, Any]:
         return rundir.read_json(self.path / rundir.SUMMARY_FILE)
+
+    def load_models(self, device: str | torch.device = "cpu") -> list[nn.Module]:
+        """The model(s) whose outputs predictions average, in eval mode."""
+        raise NotImplementedError
+
+    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction] | TablePrediction:
+        """Predict image files of any size or mode, preprocessed as the training data was.
+
+        A run trained on a CSV table predicts a CSV file instead (``paths``: one file) and returns
+        :meth:`predict_table`'s :class:`~trainlab.predict_table.TablePrediction`.
+        """
+        preprocess = self.meta.preprocess
+        if preprocess.get("kind") == "table":
+            return self.predict_table(paths, device)
+        if preprocess.get("kind") != "image":
+            raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
+                             "predict on image files needs an image run")
+        batch = BatchTransform.from_preprocess(preprocess)(load_images(paths, preprocess)).to(device)
+        output = average_outputs(self.load_models(device), batch, self.meta.task)
+        if self.meta.task != "classification":
+            return [Prediction(str(p), None, None, float(v)) for p, v in zip(paths, output)]
+        classes = self.meta.classes or [str(i) for i in range(output.shape[1])]
+        top = output.max(dim=1)
+        return [Prediction(str(p), classes[int(i)], float(v)) for p, v, i in zip(paths, top.values, top.indices)]
+
+    def predict_table(self, table: Any, device: str = "cpu") -> TablePrediction:
+        """Predict every row of a CSV file (or data frame) on the target's own scale, e.g. prices in dollars.
+
+        Several models (k-fold) are averaged in the model's output space: for a log target, a geometric mean.
+        """
+        from trainlab.predict_table import predict_table
+
+        return predict_table(self.load_models(device), table, self.meta, device)
+
+
+class Run(RunDirectory):
+    """A finished (or interrupted) run directory, ready to inspect, evaluate and predict with."""
+
+    def __repr__(self) -> str:
+        return f"Run('{self.path}')"
 
     @property
     def history(self) -> pd.DataFrame:
@@ -312,41 +363,15 @@ class Run:
         model.load_state_dict(evaluation_weights(checkpoint.load(self.best_checkpoint())))
         return model.to(device).eval()
 
+    def load_models(self, device: str | torch.device = "cpu") -> list[nn.Module]:
+        return [self.load_model(device)]
+
     def evaluate(self, split: str = "test", device: str = "auto") -> dict[str, float]:
         """Metrics of the best weights on a split of the run's dataset."""
         cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides={"train.device": device})
         session = build_session(cfg, run_dir=None)
         session.trainer.load_weights(checkpoint.load(self.best_checkpoint()))
         return session.trainer.evaluate(session.loader(split), prefix=split)
-
-    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction] | TablePrediction:
-        """Predict image files of any size or mode, preprocessed as the training data was.
-
-        A run trained on a CSV table predicts a CSV file instead (``paths``: one file) and returns
-        :meth:`predict_table`'s :class:`~trainlab.predict_table.TablePrediction`.
-        """
-        preprocess = self.meta.preprocess
-        if preprocess.get("kind") == "table":
-            return self.predict_table(paths, device)
-        if preprocess.get("kind") != "image":
-            raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
-                             "predict on image files needs an image run")
-        model = self.load_model(device)
-        batch = BatchTransform.from_preprocess(preprocess)(load_images(paths, preprocess)).to(device)
-        with torch.no_grad():
-            output = model(batch).float()
-        if self.meta.task != "classification":
-            return [Prediction(str(p), None, None, float(v)) for p, v in zip(paths, output.reshape(-1))]
-        probs = output.softmax(dim=1)
-        classes = self.meta.classes or [str(i) for i in range(probs.shape[1])]
-        top = probs.max(dim=1)
-        return [Prediction(str(p), classes[int(i)], float(v)) for p, v, i in zip(paths, top.values, top.indices)]
-
-    def predict_table(self, table: Any, device: str = "cpu") -> TablePrediction:
-        """Predict every row of a CSV file (or data frame) on the target's own scale, e.g. prices in dollars."""
-        from trainlab.predict_table import predict_table
-
-        return predict_table([self.load_model(device)], table, self.meta, device)
 
 
 def load_run(path: str | Path) -> Any:

@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from trainlab.api import average_outputs
 from trainlab.data.bundle import DataMeta
 from trainlab.data.tabular import transform_table
-from trainlab.experiments.ensemble import forward
 from trainlab.experiments.submission import write_submission
 
 ROW_COLUMN = "row"  # id column of the output when the run has no data.id
@@ -87,7 +87,7 @@ def predict_table(models: Sequence[nn.Module], source: str | Path | pd.DataFrame
     if id_name is not None and id_name not in frame.columns:
         raise ValueError(f"the table lacks the id column '{id_name}' (data.id of the run)")
     x = transform_table(frame, preprocess).to(device)
-    output = torch.stack([forward(model, x, meta.task) for model in models]).mean(dim=0).cpu()
+    output = average_outputs(models, x, meta.task).cpu()
     ids = frame[id_name].tolist() if id_name is not None else list(range(1, len(frame) + 1))
     target_name = preprocess.get("target", {}).get("name", "prediction")
     if meta.task != "classification":

@@ -30,7 +30,7 @@ from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
 from trainlab.engine.runtime import resolve_device
 from trainlab.experiments.ensemble import (FOLDS_TABLE, KFOLD_FILE, OOF_FILE, KFoldRun, loader_for,
-                                           model_outputs)
+                                           loader_outputs)
 from trainlab.experiments.folds import fold_bundles
 from trainlab.report.html import write_report_safely
 
@@ -114,7 +114,7 @@ def _oof_frame(run: Run, bundle: DataBundle, val_idx: np.ndarray, fold: int) -> 
     """The fold's best model on its own validation part: one row per held-out example."""
     device = resolve_device(run.config.train.device)
     loader = loader_for(bundle.val, bundle.meta, run.config.train.batch_size, device)
-    outputs, targets = model_outputs(run.load_model(device), loader, bundle.meta.task)
+    outputs, targets = loader_outputs(run.load_model(device), loader, bundle.meta.task)
     frame = pd.DataFrame({"index": val_idx, "fold": fold, "target": targets.numpy()})
     if bundle.meta.task == "classification":
         classes = bundle.meta.classes or [str(c) for c in range(outputs.shape[1])]
