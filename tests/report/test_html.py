@@ -167,3 +167,16 @@ def test_html_escapes_text() -> None:
     page = report_html.page("<x>", [("s", "a&b", report_html.table(["<h>"], [["<script>"]]))])
     assert "<script>" not in page and "&lt;script&gt;" in page
     parse(page)
+
+
+def test_confusion_matrix_uses_the_weights_the_test_metrics_used(tmp_path) -> None:
+    """With an EMA the run is judged by the averaged weights; the report's matrix must agree with test_acc."""
+    import numpy as np
+
+    import trainlab
+    from trainlab.report.evaluation import test_predictions
+
+    run = trainlab.train(model="mlp", epochs=2, out=tmp_path, overrides={
+        "train.ema": 0.9, "model.hidden": [16], "callbacks.progress.style": "none"})
+    targets, preds = test_predictions(run.path)
+    assert np.mean(targets == preds) == pytest.approx(run.summary["test"]["test_acc"])

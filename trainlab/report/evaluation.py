@@ -10,15 +10,10 @@ import torch
 
 from trainlab import rundir
 from trainlab.engine import checkpoint
+from trainlab.engine.trainer import evaluation_weights
 
 if TYPE_CHECKING:
     from trainlab.api import Session
-
-
-def best_checkpoint(run_dir: Path) -> Path | None:
-    """The best checkpoint, else the last, else None (a run that failed before its first epoch)."""
-    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
-    return checkpoint.latest(ckpt_dir, "best") or checkpoint.latest(ckpt_dir, "last")
 
 
 def test_predictions(run_dir: Path, session: "Session | None" = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -28,9 +23,9 @@ def test_predictions(run_dir: Path, session: "Session | None" = None) -> tuple[n
     rebuilds the dataset, as ``trainlab eval`` does.
     """
     from trainlab import config as config_mod
-    from trainlab.api import build_model, build_session
+    from trainlab.api import best_checkpoint_path, build_model, build_session, model_outputs
 
-    found = best_checkpoint(run_dir)
+    found = best_checkpoint_path(run_dir)
     if found is None:
         return None
     if session is None:
@@ -39,15 +34,12 @@ def test_predictions(run_dir: Path, session: "Session | None" = None) -> tuple[n
     if session.bundle.test is None or session.bundle.meta.task != "classification":
         return None
     model = build_model(session.cfg, session.bundle.meta)
-    model.load_state_dict(checkpoint.load(found).model)
-    model.to(session.device).eval()
+    model.load_state_dict(evaluation_weights(checkpoint.load(found)))  # the EMA average when the run kept one
+    model.to(session.device)
     targets, preds = [], []
-    with torch.no_grad():
-        for x, y in session.loader("test").epoch(0):
-            output = model(x)
-            logits = output[0] if isinstance(output, (tuple, list)) else output
-            preds.append(logits.argmax(dim=1).cpu())
-            targets.append(y.cpu())
+    for x, y in session.loader("test").epoch(0):
+        preds.append(model_outputs(model, x, "classification").argmax(dim=1).cpu())
+        targets.append(y.cpu())
     return torch.cat(targets).numpy(), torch.cat(preds).numpy()
 
 
