@@ -71,11 +71,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> tuple[Any, Any]:
     from trainlab import config as config_mod
-    from trainlab import data as data_mod
+    from trainlab.api import build_data
 
     cfg = config_mod.load(flags={"data": args.name}, overrides=args.overrides)
-    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
-                            **cfg.data.options())
+    bundle = build_data(cfg)
     return cfg, bundle
 
 

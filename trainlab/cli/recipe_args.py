@@ -45,10 +45,9 @@ def load_config(args: argparse.Namespace, extra: list[str] | None = None) -> Run
 
 def train_batches(cfg: RunConfig) -> int:
     """Batches per training epoch of the configured dataset (builds the dataset, not the model)."""
-    from trainlab import data as data_mod
+    from trainlab.api import build_data
 
-    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
-                            **cfg.data.options())
+    bundle = build_data(cfg)
     if cfg.train.batch_size == "auto":
         raise config_mod.ConfigError("train.batch_size=auto is resolved only when training starts; give a number "
                                      "here (the one the run printed and saved in summary.json)")

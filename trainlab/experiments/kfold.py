@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 
 from trainlab import config as config_mod
-from trainlab import data as data_mod
 from trainlab import rundir
-from trainlab.api import Run, TrainingFailed, train_config
+from trainlab.api import Run, TrainingFailed, build_data, train_config
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
 from trainlab.engine.runtime import resolve_device
@@ -63,8 +62,7 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: Callable[[int, dict[str, Any]
     name = cfg.train.name or f"{cfg.model.name}-{cfg.data.name}-kfold{folds}-{time.strftime('%Y%m%d-%H%M%S')}"
     root = rundir.create(sub_config(cfg, Path(cfg.train.out), name))
     rundir.save_config(root, cfg)
-    bundle = data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
-                            **cfg.data.options())
+    bundle = build_data(cfg)
     rundir.write_json(root / rundir.DATA_FILE, bundle.meta.to_dict())
     bundles, val_parts = fold_bundles(bundle, folds, cfg.train.seed)
     rows, oof, completed = [], [], []
