@@ -68,14 +68,15 @@ class Session:
         dataset = getattr(self.bundle, split)
         if dataset is None:
             raise ValueError(f"dataset '{self.cfg.data.name}' has no {split} split")
-        return _loader(self.cfg, dataset, self.bundle.meta, self.device, shuffle=False)
+        return _loader(self.cfg, dataset, self.bundle.meta, self.device, training=False)
 
 
-def _loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, shuffle: bool) -> Any:
+def _loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, training: bool) -> Any:
+    """Training batches are shuffled and augmented; evaluation batches are neither."""
     return make_loader(dataset, batch_size=cfg.train.batch_size, device=device,
                        transform=BatchTransform.from_preprocess(meta.preprocess), kind=cfg.data.loader,
-                       shuffle=shuffle, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
-                       augment=cfg.data.augment if shuffle else None)  # shuffle=True only for the train split
+                       shuffle=training, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
+                       augment=cfg.data.augment if training else None)
 
 
 def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:
@@ -117,8 +118,8 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
     if cfg.train.batch_size == "auto":
         cfg = _with_batch_size(cfg, autobatch.find_batch_size(model, loss_fn, bundle.train, meta, device,
                                                               cap=cfg.train.max_batch_size))
-    train_loader = _loader(cfg, bundle.train, meta, device, shuffle=True)
-    val_loader = _loader(cfg, bundle.val, meta, device, shuffle=False) if bundle.val is not None else None
+    train_loader = _loader(cfg, bundle.train, meta, device, training=True)
+    val_loader = _loader(cfg, bundle.val, meta, device, training=False) if bundle.val is not None else None
     optimizer, fast.fused = fastpath.fuse_optimizer(build_optimizer(cfg.optim, model), cfg.train.fused, device)
     updates = updates_per_epoch(len(train_loader), cfg.train.accumulate)
     fast.compile = fastpath.wants_compile(cfg.train.compile, device, cfg.train.epochs * updates)
