@@ -241,9 +241,8 @@ def _compile(session: Session) -> None:
     """``torch.compile`` the model in place and compile its graphs now, before the training clock starts."""
     if not session.fast.compile:
         return
-    session.model.compile()
     eval_sizes = [len(split) for split in (session.bundle.val, session.bundle.test) if split is not None]
-    session.fast.compile_seconds = fastpath.warm_up(session.trainer, eval_sizes)
+    fastpath.compile_model(session.trainer, session.fast, eval_sizes)
 
 
 def _test_best_weights(session: Session, run_dir: Path) -> dict[str, Any]:

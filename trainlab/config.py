@@ -92,7 +92,8 @@ class TrainConfig(_Section):
                                               "in memory (probed before training, at most max_batch_size)")
     max_batch_size: int = Field(1024, ge=1, description="upper bound for batch_size=auto")
     device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="autocast dtype (auto: bf16 on "
+                                                               "CUDA, fp32 elsewhere; bf16 also on AVX-512 CPUs)")
     seed: int = 0
     deterministic: bool = False
     name: str | None = None
@@ -108,7 +109,7 @@ class TrainConfig(_Section):
     cutmix: float = Field(0.0, ge=0.0, description="cutmix Beta(alpha, alpha) parameter; 0 disables")
     mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability that a batch is mixed (mixup/cutmix)")
     compile: bool | Literal["auto"] = Field("auto", description="torch.compile the model (auto: CUDA, long runs)")
-    channels_last: bool | Literal["auto"] = Field("auto", description="channels-last weights (auto: conv nets on CUDA)")
+    channels_last: bool | Literal["auto"] = Field("auto", description="channels-last weights (auto: conv nets on CUDA and CPU)")
     fused: bool | Literal["auto"] = Field("auto", description="fused optimizer kernels for sgd/adam/adamw (auto: CUDA)")
     tta_flip: bool = Field(False, description="evaluate on the average logits of each image and its left-right mirror")
     init_from: str | None = Field(None, description="start from these weights: a run or checkpoint directory, "

@@ -22,10 +22,18 @@ def session(tmp_path, **overrides):
     return build_session(config_mod.load(overrides={**TINY, **overrides}), run_dir=tmp_path)
 
 
-def test_auto_switches_stay_off_on_cpu(tmp_path) -> None:
+def test_auto_switches_on_cpu_only_channels_last_for_conv_nets(tmp_path) -> None:
     fast = session(tmp_path).fast
-    assert (fast.compile, fast.channels_last, fast.fused, fast.cudnn_benchmark) == (False, False, False, False)
+    assert (fast.compile, fast.channels_last, fast.fused, fast.cudnn_benchmark) == (False, True, False, False)
     assert fast.flops_per_example and fast.flops_per_example > 0
+    mlp = session(tmp_path / "mlp", **{"model.name": "mlp"}).fast
+    assert not mlp.channels_last
+
+
+def test_channels_last_can_be_switched_off_on_cpu(tmp_path) -> None:
+    s = session(tmp_path, **{"train.channels_last": False})
+    conv = next(m for m in s.model.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1)
+    assert not s.fast.channels_last and conv.weight.is_contiguous()
 
 
 @pytest.mark.parametrize("key,bad", [("train.compile", "maybe"), ("train.channels_last", "yes please"),
@@ -147,12 +155,68 @@ def test_nan_guard_explicit_every_still_reads_on_that_interval() -> None:
 
 
 @pytest.mark.slow
-def test_compile_on_cpu_trains_a_tiny_model(tmp_path) -> None:
+def test_compile_on_cpu_trains_a_tiny_model(tmp_path, monkeypatch) -> None:
     from trainlab.api import _compile
 
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "compile-cache"))
     s = session(tmp_path, **{"train.compile": True})
     assert s.fast.compile
     _compile(s)
-    assert s.fast.compile_seconds > 0
+    assert s.fast.compile_seconds > 0 and set(s.fast.compile_cache) == {
+        "graph_hits", "graph_misses", "autograd_hits", "autograd_misses"}
     state = s.trainer.fit()
     assert state.epoch == 1 and "_orig_mod" not in "".join(s.model.state_dict())
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_is_honoured_where_onednn_has_it(monkeypatch) -> None:
+    from trainlab.engine import runtime
+
+    cpu = torch.device("cpu")
+    assert runtime.resolve_precision("auto", cpu) is None and runtime.resolve_precision("fp32", cpu) is None
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: True)
+    assert runtime.resolve_precision("bf16", cpu) is torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="needs a CPU with AVX-512"):
+        assert runtime.resolve_precision("bf16", cpu) is None
+    with pytest.warns(UserWarning, match="'fp16' is not supported on cpu"):
+        assert runtime.resolve_precision("fp16", cpu) is None
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    reason="this CPU has no oneDNN bf16 kernels")
+def test_bf16_run_on_cpu_trains_under_autocast(tmp_path) -> None:
+    s = session(tmp_path, **{"train.precision": "bf16"})
+    assert s.trainer.autocast_dtype is torch.bfloat16
+    with s.trainer.autocast():
+        out = s.model(torch.zeros(2, 1, 28, 28).contiguous(memory_format=torch.channels_last))
+    assert out.dtype is torch.bfloat16
+    state = s.trainer.fit()
+    assert state.epoch == 1 and state.history[-1]["train_acc"] > 0.2
+
+
+def test_compile_cache_defaults_to_the_users_cache_and_respects_torchs_variable(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert fastpath.use_persistent_compile_cache() == tmp_path / ".cache" / "trainlab" / "compile"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert fastpath.use_persistent_compile_cache() == tmp_path / "mine"
+
+
+@pytest.mark.slow
+def test_a_second_process_reuses_the_compiled_graphs_from_disk(tmp_path) -> None:
+    """Two ``trainlab train`` processes with the same model and shapes: the second compiles nothing new."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    caches = []
+    for name in ("first", "second"):
+        subprocess.run([sys.executable, "-m", "trainlab", "train", "--data", "digits", "--model", "speedrun-net-xs",
+                        "--epochs", "1", "--device", "cpu", "--out", str(tmp_path), "--name", name,
+                        "--set", "train.compile=true", "--set", "callbacks.progress.style=none"],
+                       env=env, check=True, capture_output=True, timeout=600)
+        caches.append(json.loads((tmp_path / name / "summary.json").read_text())["fastpath"]["compile_cache"])
+    assert caches[0]["graph_misses"] > 0 and caches[0]["graph_hits"] == 0
+    assert caches[1]["graph_hits"] > 0 and caches[1]["graph_misses"] == 0

@@ -6,7 +6,10 @@ Each switch is a ``train`` setting that is ``auto`` by default and can be forced
   Compilation happens in a warm-up before the training clock starts: ``train_seconds`` excludes it,
   ``wall_seconds`` includes it, and ``summary.json`` reports it as ``fastpath.compile_seconds``.  ``auto``
   compiles on CUDA for runs of at least :data:`AUTO_COMPILE_MIN_STEPS` updates, where it pays for its warm-up.
-* ``channels_last`` — NHWC weights for convolutional nets (``auto``: on CUDA, where tensor cores want it).
+  Compiled graphs are cached on disk (:func:`use_persistent_compile_cache`), so a second run of the same model
+  and shapes, in a new process, skips most of the compilation; ``fastpath.compile_cache`` counts the hits.
+* ``channels_last`` — NHWC weights for convolutional nets (``auto``: on CUDA, where tensor cores want it, and on
+  the CPU, where oneDNN's NHWC kernels were faster for 10 of 13 zoo models, LeNet included; see docs/speed.md).
 * ``fused`` — the single-kernel update of SGD, Adam and AdamW (``auto``: on CUDA).
 * cuDNN autotuning and TF32 matmuls switch on by themselves on CUDA unless ``train.deterministic`` is set.
 
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
@@ -54,6 +59,7 @@ class FastPath:
     cudnn_benchmark: bool = False
     flops_per_example: float | None = None
     compile_seconds: float = 0.0
+    compile_cache: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,8 +84,8 @@ def has_conv(model: nn.Module) -> bool:
 
 
 def apply_channels_last(model: nn.Module, setting: bool | str, device: torch.device) -> bool:
-    """Convert a conv net's weights to channels-last; cuDNN then keeps activations NHWC throughout."""
-    if not _choose(setting, device.type == "cuda") or not has_conv(model):
+    """Convert a conv net's weights to channels-last; cuDNN and oneDNN then keep activations NHWC throughout."""
+    if not _choose(setting, device.type in ("cuda", "cpu")) or not has_conv(model):
         return False
     model.to(memory_format=torch.channels_last)
     return True
@@ -147,6 +153,39 @@ def sample_input(dataset: Any, transform: Any, device: torch.device) -> torch.Te
         return None
     raw = torch.stack([torch.as_tensor(dataset[i][0]) for i in range(2)]).to(device)
     return transform(raw)
+
+
+def compile_model(trainer: Any, fast: FastPath, eval_sizes: Iterable[int] = ()) -> None:
+    """``torch.compile`` the trainer's model in place and compile its graphs now, recording the seconds spent
+    and how many graphs came from the on-disk cache in ``fast``."""
+    use_persistent_compile_cache()
+    before = compile_cache_counts()
+    trainer.model.compile()
+    fast.compile_seconds = warm_up(trainer, eval_sizes)
+    after = compile_cache_counts()
+    fast.compile_cache = {key: after[key] - before[key] for key in after}
+
+
+def use_persistent_compile_cache() -> Path:
+    """Keep torch's compile caches (Inductor graphs, AOTAutograd, Triton kernels) in
+    ``~/.cache/trainlab/compile`` unless ``TORCHINDUCTOR_CACHE_DIR`` is set.
+
+    torch already reuses compiled graphs across processes from its cache directory, but its default lives in
+    the temporary directory, which many systems empty on reboot; a user's next run would then compile from
+    scratch.  Once torch has picked a directory in this process, that choice stands.
+    """
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "trainlab" / "compile"))
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def compile_cache_counts() -> dict[str, int]:
+    """torch's running totals of compiled-graph cache hits and misses in this process."""
+    from torch._dynamo.utils import counters
+
+    return {"graph_hits": counters["inductor"]["fxgraph_cache_hit"],
+            "graph_misses": counters["inductor"]["fxgraph_cache_miss"],
+            "autograd_hits": counters["aot_autograd"]["autograd_cache_hit"],
+            "autograd_misses": counters["aot_autograd"]["autograd_cache_miss"]}
 
 
 def warm_up(trainer: Any, eval_sizes: Iterable[int] = ()) -> float:
