@@ -26,7 +26,7 @@ from trainlab.engine import autobatch, checkpoint, fastpath
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.runtime import resolve_device, resolve_precision, seed_everything
 from trainlab.engine.step import StepRecipe
-from trainlab.engine.trainer import Trainer, evaluation_weights
+from trainlab.engine.trainer import Trainer, evaluation_logits, evaluation_weights
 from trainlab.losses import build_loss
 from trainlab.optim import build_optimizer, build_schedule, updates_per_epoch
 from trainlab.predict_input import load_images
@@ -278,16 +278,16 @@ class Prediction:
 
 
 @torch.no_grad()
-def model_outputs(model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
-    """Class probabilities ``(n, classes)``, or one value per example ``(n,)``, in eval mode."""
-    out = model.eval()(x)
-    out = (out[0] if isinstance(out, (tuple, list)) else out).float()  # auxiliary heads: the first is the prediction
+def model_outputs(model: nn.Module, x: torch.Tensor, task: str, tta_flip: bool = False) -> torch.Tensor:
+    """Class probabilities ``(n, classes)``, or one value per example ``(n,)``, in eval mode; ``tta_flip`` averages
+    the logits of each image and its mirror first, exactly as the trainer's evaluation does."""
+    out = evaluation_logits(model.eval(), x, tta_flip).float()
     return out.softmax(dim=1) if task == "classification" else out.reshape(-1)
 
 
-def average_outputs(models: Sequence[nn.Module], x: torch.Tensor, task: str) -> torch.Tensor:
+def average_outputs(models: Sequence[nn.Module], x: torch.Tensor, task: str, tta_flip: bool = False) -> torch.Tensor:
     """The models' probabilities (or values) averaged: one model gives its own, fold models an ensemble."""
-    return torch.stack([model_outputs(model, x, task) for model in models]).mean(dim=0)
+    return torch.stack([model_outputs(model, x, task, tta_flip) for model in models]).mean(dim=0)
 
 
 class RunDirectory:
@@ -308,9 +308,12 @@ class RunDirectory:
         """The model(s) whose outputs predictions average, in eval mode."""
         raise NotImplementedError
 
-    def predict(self, paths: Sequence[str | Path], device: str = "cpu") -> list[Prediction] | TablePrediction:
+    def predict(self, paths: Sequence[str | Path], device: str = "cpu",
+                tta: bool | None = None) -> list[Prediction] | TablePrediction:
         """Predict image files of any size or mode, preprocessed as the training data was.
 
+        ``tta`` averages each image's logits with its left-right mirror's; None (the default) does so when the run
+        was evaluated that way (``train.tta_flip``), so predictions match its reported test metrics.
         A run trained on a CSV table predicts a CSV file instead (``paths``: one file) and returns
         :meth:`predict_table`'s :class:`~trainlab.predict_table.TablePrediction`.
         """
@@ -321,7 +324,8 @@ class RunDirectory:
             raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
                              "predict on image files needs an image run")
         batch = BatchTransform.from_preprocess(preprocess)(load_images(paths, preprocess)).to(device)
-        output = average_outputs(self.load_models(device), batch, self.meta.task)
+        flip = self.config.train.tta_flip if tta is None else tta
+        output = average_outputs(self.load_models(device), batch, self.meta.task, tta_flip=flip)
         if self.meta.task != "classification":
             return [Prediction(str(p), None, None, float(v)) for p, v in zip(paths, output)]
         classes = self.meta.classes or [str(i) for i in range(output.shape[1])]
@@ -366,9 +370,13 @@ class Run(RunDirectory):
     def load_models(self, device: str | torch.device = "cpu") -> list[nn.Module]:
         return [self.load_model(device)]
 
-    def evaluate(self, split: str = "test", device: str = "auto") -> dict[str, float]:
-        """Metrics of the best weights on a split of the run's dataset."""
-        cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides={"train.device": device})
+    def evaluate(self, split: str = "test", device: str = "auto", tta: bool | None = None) -> dict[str, float]:
+        """Metrics of the best weights on a split of the run's dataset, evaluated as training evaluated them
+        (EMA, ``train.tta_flip``); ``tta`` overrides the flip averaging."""
+        overrides: dict[str, Any] = {"train.device": device}
+        if tta is not None:
+            overrides["train.tta_flip"] = tta
+        cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides=overrides)
         session = build_session(cfg, run_dir=None)
         session.trainer.load_weights(checkpoint.load(self.best_checkpoint()))
         return session.trainer.evaluate(session.loader(split), prefix=split)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import io
 
 import pytest
 import torch
@@ -11,16 +11,28 @@ from torch import nn
 from trainlab.engine.callbacks.early_stopping import EarlyStopping
 from trainlab.engine.callbacks.nan_guard import NanGuard
 from trainlab.engine.state import TrainState
+from trainlab.engine.step import StepRecipe
+from trainlab.engine.trainer import Trainer
 
 
-def drive(callback: EarlyStopping, values: list[float], monitor: str = "val_loss") -> tuple[TrainState, SimpleNamespace]:
-    """Feed one value per epoch; the model's weight is set to the epoch number so restores are visible."""
+def tiny_trainer(epochs: int, ema: float | None = None) -> Trainer:
+    """A real trainer around a one-weight model (no data: callbacks are driven by hand)."""
     model = nn.Linear(1, 1, bias=False)
-    trainer = SimpleNamespace(model=model)
-    state = TrainState(epochs=len(values), steps_per_epoch=1)
+    return Trainer(model, [], None, torch.optim.SGD(model.parameters(), lr=0.1), None, nn.MSELoss(),
+                   task="regression", epochs=epochs, device=torch.device("cpu"), recipe=StepRecipe(ema=ema))
+
+
+def drive(callback: EarlyStopping, values: list[float], monitor: str = "val_loss",
+          ema: float | None = None) -> tuple[TrainState, Trainer]:
+    """Feed one value per epoch; the model's weight is set to the epoch number (the EMA's to ten times it) so
+    restores are visible."""
+    trainer = tiny_trainer(len(values), ema)
+    state = trainer.state
     for value in values:
         state.epoch += 1
-        model.weight.data.fill_(state.epoch)
+        trainer.model.weight.data.fill_(state.epoch)
+        if trainer.ema is not None:
+            trainer.ema.module.weight.data.fill_(10 * state.epoch)
         state.metrics = {monitor: value}
         callback.on_epoch_end(trainer, state)
         if state.should_stop:
@@ -58,6 +70,37 @@ def test_state_dict_round_trip_continues_patience() -> None:
     second = EarlyStopping(patience=3)
     second.load_state_dict(first.state_dict())
     assert (second.best, second.wait, second.best_epoch) == (1.0, 2, 1)
+
+
+def test_restore_best_puts_back_the_evaluated_ema_weights_too() -> None:
+    _, trainer = drive(EarlyStopping(patience=2), [1.0, 0.5, 0.9, 0.8], ema=0.9)
+    assert trainer.model.weight.item() == 2.0
+    assert trainer.eval_model.weight.item() == 20.0  # the average validated at epoch 2, not the last one
+
+
+def test_best_weights_are_cpu_copies_that_survive_a_safe_checkpoint_round_trip() -> None:
+    first = EarlyStopping(patience=5)
+    drive(first, [1.0, 0.5, 0.9], ema=0.9)
+    snapshot = first.state_dict()["best_weights"]
+    assert all(t.device.type == "cpu" for t in [*snapshot["model"].values(), *snapshot["ema"]["weights"].values()])
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    second = EarlyStopping(patience=5)
+    second.load_state_dict(torch.load(buffer, weights_only=True))  # as a resume loads callback states
+    resumed = tiny_trainer(3, ema=0.9)
+    resumed.state.epoch = 3
+    second.on_fit_end(resumed, resumed.state)
+    assert (resumed.model.weight.item(), resumed.eval_model.weight.item()) == (2.0, 20.0)
+
+
+def test_old_checkpoint_state_with_bare_model_weights_still_restores() -> None:
+    callback = EarlyStopping()
+    callback.load_state_dict({"best": 0.5, "best_epoch": 1, "wait": 1, "best_weights": {"weight": torch.tensor([[7.0]])}})
+    trainer = tiny_trainer(2)
+    trainer.state.epoch = 2
+    callback.on_fit_end(trainer, trainer.state)
+    assert trainer.model.weight.item() == 7.0
 
 
 def test_missing_monitor_names_available_metrics() -> None:

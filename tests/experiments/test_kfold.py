@@ -60,6 +60,18 @@ def test_fold_ensemble_averages_probabilities(kfold_digits: KFoldResult) -> None
     torch.testing.assert_close(ensemble.predict_outputs(x), expected.detach())
 
 
+def test_fold_ensemble_flip_averages_each_fold_when_asked(kfold_digits: KFoldResult) -> None:
+    ensemble = load_run(kfold_digits.path)
+    assert not ensemble.config.train.tta_flip  # so the default is plain, and tta=True forces the averaging
+    x = BatchTransform.from_preprocess(ensemble.meta.preprocess)(torch.randint(0, 17, (5, 1, 8, 8)))
+    with torch.no_grad():
+        expected = torch.stack([((m(x) + m(x.flip(-1))) / 2).softmax(dim=1)
+                                for m in (f.load_model() for f in ensemble.folds)]).mean(dim=0)
+    torch.testing.assert_close(ensemble.predict_outputs(x, tta=True), expected)
+    flipped = ensemble.evaluate("test", device="cpu", tta=True)
+    assert flipped["test_loss"] != pytest.approx(ensemble.evaluate("test", device="cpu")["test_loss"])
+
+
 def test_ensemble_evaluate_matches_the_summary(kfold_digits: KFoldResult) -> None:
     metrics = KFoldRun(kfold_digits.path).evaluate("test", device="cpu")
     summary = json.loads((kfold_digits.path / "summary.json").read_text())

@@ -31,8 +31,13 @@ Table runs (the csv dataset): one CSV file; its columns are encoded with the run
 feature column is an error, a category never seen in training a warning), and the target transform is undone
 (log_target: expm1), so e.g. SalePrice comes out in dollars. --out writes `<id>,<target>` for every row.
 
+Test-time augmentation: a run trained with train.tta_flip=true was validated and tested on the average logits of
+each image and its left-right mirror, so predict does the same by default; --no-tta predicts from the image alone,
+--tta forces the averaging for any image run. Tables are never flipped.
+
 examples:
   trainlab predict runs/simple-cnn-digits-20261122-101500 digit.png scan.jpg
+  trainlab predict runs/speedrun digit.png --no-tta
   trainlab predict runs/house-prices ../shared/data/house-prices/test.csv --out submission.csv
 """
 
@@ -44,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("run_dir", help="run directory, e.g. runs/simple-cnn-digits-20261122-101500")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_tta_flag(ev)
     ev.set_defaults(handler=run_eval)
 
     pr = subparsers.add_parser("predict", help="predict image files, or a CSV table, with a saved run",
@@ -53,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", default=None, help="write the predictions to this CSV file (for a table run: "
                     "a Kaggle-style submission, id column and target column)")
     pr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    add_tta_flag(pr)
     pr.set_defaults(handler=run_predict)
 
     ls = subparsers.add_parser("runs", help="list runs in a directory as a table",
@@ -62,13 +69,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.set_defaults(handler=run_list)
 
 
+def add_tta_flag(parser: argparse.ArgumentParser) -> None:
+    """``--tta/--no-tta``; left out, the attribute is absent (no misleading "default: None" in the help) and the
+    run's own ``train.tta_flip`` decides."""
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                        help="average each image's logits with its left-right mirror's (flip test-time augmentation); "
+                        "default: as the run was evaluated (its train.tta_flip), so results match its test metrics")
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    print_metrics(args.split, load_run(args.run_dir).evaluate(args.split, device=args.device))
+    metrics = load_run(args.run_dir).evaluate(args.split, device=args.device, tta=getattr(args, "tta", None))
+    print_metrics(args.split, metrics)
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    predictions = load_run(args.run_dir).predict(args.inputs)
+    predictions = load_run(args.run_dir).predict(args.inputs, tta=getattr(args, "tta", None))
     if isinstance(predictions, TablePrediction):
         return _print_table_prediction(predictions, args)
     if args.out:

@@ -159,10 +159,7 @@ class Trainer:
 
     def eval_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Evaluation outputs; with ``tta_flip``, the mean logits of the images and their mirrors."""
-        output = _logits(model(x))
-        if self.tta_flip and x.dim() == 4:
-            output = (output + _logits(model(x.flip(-1)))) / 2
-        return output
+        return evaluation_logits(model, x, self.tta_flip)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
@@ -227,16 +224,40 @@ class Trainer:
 
     def load_weights(self, ckpt: checkpoint.Checkpoint) -> None:
         """Weights only (model and, when both have one, the EMA), e.g. to evaluate a saved run."""
-        self.model.load_state_dict(ckpt.model)
-        ema_state = ckpt.state.get("ema")
-        if self.ema is not None and ema_state:
-            self.ema.load_state_dict(ema_state)
+        self.restore_weights({"model": ckpt.model, "ema": ckpt.state.get("ema")})
+
+    def weights_snapshot(self) -> dict[str, Any]:
+        """CPU copies of everything evaluation depends on — the trained weights and the EMA (None without one) —
+        so a callback can put back exactly what it measured (:meth:`restore_weights`); plain tensors, checkpointable."""
+        ema = self.ema.state_dict() if self.ema is not None else None
+        if ema is not None:
+            ema["weights"] = _cpu_copy(ema["weights"])
+        return {"model": _cpu_copy(self.model.state_dict()), "ema": ema}
+
+    def restore_weights(self, snapshot: dict[str, Any]) -> None:
+        """Load a :meth:`weights_snapshot` (or a checkpoint's model and EMA); the EMA part only when both have one."""
+        self.model.load_state_dict(snapshot["model"])
+        if self.ema is not None and snapshot.get("ema"):
+            self.ema.load_state_dict(snapshot["ema"])
 
 
 def evaluation_weights(ckpt: checkpoint.Checkpoint) -> dict[str, torch.Tensor]:
     """The weights a run is judged by: its EMA average when it kept one, else the trained weights."""
     ema_state = ckpt.state.get("ema")
     return ema_state["weights"] if ema_state else ckpt.model
+
+
+def evaluation_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False) -> torch.Tensor:
+    """``model``'s prediction logits for ``x``; with ``tta_flip`` and image batches ``(N, C, H, W)``, the mean of the
+    logits of the images and their left-right mirrors.  Validation, test metrics and ``predict`` all use this."""
+    output = _logits(model(x))
+    if tta_flip and x.dim() == 4:
+        output = (output + _logits(model(x.flip(-1)))) / 2
+    return output
+
+
+def _cpu_copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: t.detach().to("cpu", copy=True) for name, t in weights.items()}
 
 
 def _logits(output: Any) -> torch.Tensor:

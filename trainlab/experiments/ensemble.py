@@ -64,13 +64,17 @@ class KFoldRun(RunDirectory):
         return [fold.load_model(device) for fold in self.folds]
 
     @torch.no_grad()
-    def predict_outputs(self, batch: torch.Tensor, models: Sequence[nn.Module] | None = None) -> torch.Tensor:
-        """Mean over fold models of the class probabilities (classification) or values (regression)."""
+    def predict_outputs(self, batch: torch.Tensor, models: Sequence[nn.Module] | None = None,
+                        tta: bool | None = None) -> torch.Tensor:
+        """Mean over fold models of the class probabilities (classification) or values (regression); image batches
+        are flip-averaged when the folds were evaluated so (``train.tta_flip``) unless ``tta`` says otherwise."""
         models = list(models) if models is not None else self.load_models(batch.device)
-        return average_outputs(models, batch, self.meta.task)
+        flip = self.config.train.tta_flip if tta is None else tta
+        return average_outputs(models, batch, self.meta.task, tta_flip=flip)
 
-    def evaluate(self, split: str = "test", device: str = "auto") -> dict[str, float]:
-        """Metrics of the ensemble on a split of the run's dataset (``test`` is the one k-fold never trains on)."""
+    def evaluate(self, split: str = "test", device: str = "auto", tta: bool | None = None) -> dict[str, float]:
+        """Metrics of the ensemble on a split of the run's dataset (``test`` is the one k-fold never trains on);
+        flip-averaged as the folds were evaluated (``train.tta_flip``) unless ``tta`` says otherwise."""
         cfg = self.config
         bundle = build_data(cfg)
         dataset = getattr(bundle, split)
@@ -79,17 +83,18 @@ class KFoldRun(RunDirectory):
         dev = resolve_device(device)
         models = self.load_models(dev)
         loader = loader_for(dataset, self.meta, cfg.train.batch_size, dev)
-        return ensemble_metrics(models, loader, self.meta.task, build_loss(cfg.loss.name, self.meta.task,
-                                                                             **cfg.loss.options()), split)
+        loss_fn = build_loss(cfg.loss.name, self.meta.task, **cfg.loss.options())
+        flip = cfg.train.tta_flip if tta is None else tta
+        return ensemble_metrics(models, loader, self.meta.task, loss_fn, split, tta_flip=flip)
 
 
 @torch.no_grad()
 def ensemble_metrics(models: Sequence[nn.Module], loader: Any, task: str, loss_fn: nn.Module,
-                     prefix: str) -> dict[str, float]:
+                     prefix: str, tta_flip: bool = False) -> dict[str, float]:
     """Loss and accuracy/RMSE of averaged outputs; averaged probabilities enter the loss as log-probabilities."""
     totals = MetricAccumulator(task, torch.device("cpu"))
     for x, y in loader.epoch(0):
-        mean = average_outputs(models, x, task).cpu()
+        mean = average_outputs(models, x, task, tta_flip).cpu()
         output = mean.clamp_min(1e-12).log() if task == "classification" else mean
         y = y.cpu()
         totals.update(loss_fn(output, y), output, y)

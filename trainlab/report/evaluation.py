@@ -38,7 +38,7 @@ def test_predictions(run_dir: Path, session: "Session | None" = None) -> tuple[n
     model.to(session.device)
     targets, preds = [], []
     for x, y in session.loader("test").epoch(0):
-        preds.append(model_outputs(model, x, "classification").argmax(dim=1).cpu())
+        preds.append(model_outputs(model, x, "classification", session.cfg.train.tta_flip).argmax(dim=1).cpu())
         targets.append(y.cpu())
     return torch.cat(targets).numpy(), torch.cat(preds).numpy()
 

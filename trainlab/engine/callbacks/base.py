@@ -13,8 +13,9 @@ class Callback:
     """Base class; override the hooks you need.
 
     Callbacks read ``state.metrics``, call ``state.stop(...)``, and use the trainer's public methods
-    (``save_checkpoint``, ``model``); they keep their own state in :meth:`state_dict` so a resumed run
-    continues them exactly.  ``order`` sorts callbacks: lower runs first at every hook.
+    (``save_checkpoint``, ``weights_snapshot``/``restore_weights``, ``model``); they keep their own state in
+    :meth:`state_dict` so a resumed run continues them exactly.  ``order`` sorts callbacks: lower runs first at
+    every hook.
     """
 
     order: int = 50

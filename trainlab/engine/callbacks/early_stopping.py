@@ -1,11 +1,14 @@
-"""Stop when a monitored metric stops improving; optionally put the best weights back."""
+"""Stop when a monitored metric stops improving; optionally put back the weights that scored best.
+
+"The weights that scored best" means everything evaluation used at the best epoch: the trained weights and,
+with ``train.ema``, the averaged weights that were actually validated.  Restoring only the trained weights would
+leave the EMA — which ``eval``, ``predict`` and test metrics use — at the last epoch's average.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Literal
-
-import torch
 
 from trainlab.engine.callbacks.base import Callback
 from trainlab.registry import CALLBACKS
@@ -26,7 +29,7 @@ class EarlyStopping(Callback):
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch = 0
         self.wait = 0
-        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.best_weights: dict[str, Any] | None = None  # Trainer.weights_snapshot(): CPU copies of model and EMA
 
     def improved(self, value: float) -> bool:
         """True when ``value`` beats the best so far by more than ``min_delta``."""
@@ -42,7 +45,7 @@ class EarlyStopping(Callback):
         if self.improved(value):
             self.best, self.best_epoch, self.wait = value, state.epoch, 0
             if self.restore_best:
-                self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+                self.best_weights = trainer.weights_snapshot()
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -51,11 +54,13 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer: Any, state: Any) -> None:
         if self.restore_best and self.best_weights is not None and self.best_epoch != state.epoch:
-            trainer.model.load_state_dict(self.best_weights)
+            trainer.restore_weights(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": self.best_weights}
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = data["best"], data["best_epoch"], data["wait"]
-        self.best_weights = data["best_weights"]
+        best = data["best_weights"]
+        # checkpoints from before the EMA was kept hold the bare model state dict
+        self.best_weights = best if best is None or "model" in best else {"model": best, "ema": None}
