@@ -164,8 +164,13 @@ def fold_action(fold_dir: Path) -> tuple[str, str]:
     if latest is None:
         return "start", f"restarted from scratch: it was {status or 'unfinished'} with no checkpoint to resume from"
     meta = rundir.read_json(latest / checkpoint.META_FILE)
-    return "resume", (f"resumed from its last checkpoint (it was {status or 'unfinished'}; "
-                      f"step {meta['step']}, {meta['epoch']} epochs done)")
+    done = _count(meta["epoch"], "epoch") + (f" and {_count(meta['batch_in_epoch'], 'batch')}"
+                                             if meta.get("batch_in_epoch") else "")
+    return "resume", f"resumed from its last checkpoint (it was {status or 'unfinished'}; {done} done)"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("h") else "s")
 
 
 def _run_fold(cfg: RunConfig, root: Path, fold: int, folds: int, bundle: DataBundle, val_idx: np.ndarray,
