@@ -185,7 +185,8 @@ def test_cli_interrupt_then_resume(run_cli, tmp_path: Path, monkeypatch: pytest.
     assert code == 2 and "--out cannot be combined with --resume" in err
     code, out, _ = run_cli("kfold", "--resume", tmp_path / "cv", "--set", "train.device=cpu")
     assert code == 0, out
-    assert "fold 1/2: resumed from its last checkpoint" in out and "fold 2/2: started" in out
+    assert "fold 1/2: resumed from its last checkpoint (it was interrupted; 0 epochs and 2 batches done)" in \
+        " ".join(out.split()) and "fold 2/2: started" in out
     assert "fold ensemble on the test split" in out
     code, out, _ = run_cli("kfold", "--resume", tmp_path / "cv")
     assert code == 0 and "already complete" in " ".join(out.split())

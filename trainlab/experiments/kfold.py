@@ -101,8 +101,9 @@ def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, 
               on_progress: OnProgress | None = None, earlier_seconds: float = 0.0) -> KFoldResult:
     """Bring every fold of ``root`` to an end, then write the table, out-of-fold predictions and summary.
 
-    Ctrl-C marks the directory ``interrupted`` and raises :class:`KFoldInterrupted`; any other error marks it
-    ``crashed`` and propagates.  Either way ``trainlab kfold --resume`` continues it.
+    Ctrl-C (here or while writing the outputs) marks the directory ``interrupted`` and raises
+    :class:`KFoldInterrupted`; any other error marks it ``crashed`` and propagates.  Either way
+    ``trainlab kfold --resume`` continues it.
     """
     started = time.perf_counter()
     folds = len(split.bundles)
@@ -121,6 +122,7 @@ def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, 
             _record_completed(root, completed)
             if on_fold is not None:
                 on_fold(i, row)
+        return _finish(cfg, root, bundle, folds, rows, oof, completed, earlier_seconds + time.perf_counter() - started)
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"
         error = None if status == "interrupted" else f"{type(err).__name__}: {err}"
@@ -128,7 +130,6 @@ def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, 
         if isinstance(err, KeyboardInterrupt):
             raise KFoldInterrupted(root) from None
         raise
-    return _finish(cfg, root, bundle, folds, rows, oof, completed, earlier_seconds + time.perf_counter() - started)
 
 
 def _finish(cfg: RunConfig, root: Path, bundle: DataBundle, folds: int, rows: list[dict[str, Any]],
@@ -170,7 +171,7 @@ def fold_action(fold_dir: Path) -> tuple[str, str]:
 
 
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("h") else "s")
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("tch") else "s")
 
 
 def _run_fold(cfg: RunConfig, root: Path, fold: int, folds: int, bundle: DataBundle, val_idx: np.ndarray,
