@@ -166,6 +166,12 @@ def train_config(cfg: RunConfig, *, bundle: DataBundle | None = None,
     return _start(cfg, rundir.create(cfg), bundle=bundle, callbacks=callbacks)
 
 
+def resume_config(cfg: RunConfig, run_dir: Path, *, bundle: DataBundle | None = None) -> "Run":
+    """Continue ``run_dir`` from its last checkpoint with an already checked config, optionally on prebuilt splits
+    (k-fold resumes an interrupted fold this way; :func:`train` checks the config against the saved one first)."""
+    return _start(cfg, run_dir, resume=True, bundle=bundle)
+
+
 def _start(cfg: RunConfig, run_dir: Path, resume: bool = False, bundle: DataBundle | None = None,
            callbacks: Mapping[str, Callback] | None = None) -> "Run":
     try:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 from rich.table import Table
 
 from trainlab import config as config_mod
 from trainlab.cli.common import HelpFormatter, console
+
+DEFAULT_FOLDS = 5
 
 KFOLD_HELP = """\
 Cross-validate: merge the dataset's train and validation splits, split them into K folds (stratified for
@@ -22,9 +26,16 @@ Writes <out>/<name>/: fold-1 … fold-K (ordinary runs), folds.csv (per-fold met
 predictions), summary.json (mean and std of every metric), report.html. `trainlab predict` and `trainlab eval`
 on that directory use the fold ensemble.
 
+Interrupted (Ctrl-C, SIGTERM, a crash)? `--resume DIR` continues in place: finished folds are reused, the
+interrupted fold continues from its last checkpoint (exactly as if never stopped), the rest train normally.
+The saved config is used; changing anything but device, logging or progress settings needs --resume-force,
+and a different fold split (seed, data) is always refused. A run that already finished exits 0 and says where
+its results are.
+
 examples:
   trainlab kfold --model mlp --folds 5 --epochs 10
   trainlab kfold -c configs/digits.yaml --folds 3 --seed 1 --set optim.lr=0.01
+  trainlab kfold --resume runs/mlp-digits-kfold5-20261122-101500
 """
 
 SEARCH_HELP = """\
@@ -81,8 +92,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kf = subparsers.add_parser("kfold", help="k-fold cross-validation: one run per fold, mean ± std, fold ensemble",
                                description=KFOLD_HELP, formatter_class=HelpFormatter)
     _config_args(kf)
-    kf.add_argument("--folds", type=int, default=5, help="number of folds")
+    kf.add_argument("--folds", type=int, help=f"number of folds (a new run: {DEFAULT_FOLDS}; "
+                    "--resume: the saved count)")
     kf.add_argument("--seed", type=int, help="seed of the fold split and of every fold's training (train.seed)")
+    kf.add_argument("--resume", metavar="KFOLD_DIR", help="continue an interrupted k-fold run: skip finished "
+                    "folds, resume the interrupted one from its checkpoint, run the rest")
+    kf.add_argument("--resume-force", action="store_true", help="resume even though settings other than device, "
+                    "logging or progress changed (the folds will then not all be trained alike)")
     kf.set_defaults(handler=run_kfold_cmd)
 
     se = subparsers.add_parser("search", help="hyperparameter search (Optuna: grid, random, tpe), resumable",
@@ -136,27 +152,79 @@ def print_frame(frame: pd.DataFrame, title: str | None = None, limit: int | None
     console.print(table)
 
 
-def run_kfold_cmd(args: argparse.Namespace) -> int:
-    from trainlab import rundir
-    from trainlab.experiments.kfold import run_kfold
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a job scheduler, `kill`) stops the run like Ctrl-C: the current fold saves a checkpoint."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
 
-    cfg = _quiet_by_default(_load_config(args, {"seed": args.seed, "name": args.name}))
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        result = run_kfold(cfg, args.folds, on_fold=lambda i, row: console.print(
-            f"fold {i}/{args.folds}: " + "  ".join(f"{k} {_cell(k, v)}" for k, v in row.items()
-                                                    if k.startswith(("val_", "test_")) or k == "status")))
-    except KeyboardInterrupt:
-        console.print("\n[yellow]interrupted[/]: the completed folds are kept as ordinary runs; "
-                      "a k-fold run restarts from its first fold")
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_kfold_cmd(args: argparse.Namespace) -> int:
+    from trainlab.experiments.kfold import KFoldInterrupted, run_kfold
+    from trainlab.experiments.kfold_resume import KFoldComplete, resume_kfold
+
+    def progress(fold: int, folds: int, what: str) -> None:
+        total["folds"] = folds
+        console.print(f"fold {fold}/{folds}: {what}")
+
+    def finished(fold: int, row: dict[str, Any]) -> None:
+        console.print(f"fold {fold}/{total['folds']}: " + "  ".join(
+            f"{k} {_cell(k, v)}" for k, v in row.items() if k.startswith(("val_", "test_")) or k == "status"))
+
+    total: dict[str, int] = {}
+    try:
+        with _sigterm_as_interrupt():
+            if args.resume:
+                result = resume_kfold(args.resume, flags=_resume_flags(args), overrides=args.overrides,
+                                      folds=args.folds, force=args.resume_force, on_fold=finished,
+                                      on_progress=progress)
+            else:
+                cfg = _quiet_by_default(_load_config(args, {"seed": args.seed, "name": args.name}))
+                result = run_kfold(cfg, args.folds or DEFAULT_FOLDS, on_fold=finished, on_progress=progress)
+    except KFoldInterrupted as stop:
+        console.print(f"\n[yellow]interrupted[/]: finished folds are kept and the current fold saved a checkpoint. "
+                      f"Resume with:\n  trainlab kfold --resume {stop.path}")
         return 130
-    print_frame(result.table, title=f"{args.folds}-fold cross-validation")
-    console.print("mean ± std: " + "  ".join(f"{k} {_cell(k, v)} ± {_cell(k, result.std.get(k, 0.0))}"
-                                             for k, v in result.mean.items() if k.startswith(("val_", "test_"))))
-    summary = rundir.read_json(result.path / rundir.SUMMARY_FILE)
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted[/] before any fold started")
+        return 130
+    except KFoldComplete as done:
+        _print_kfold(done.path, pd.read_csv(done.path / "folds.csv"))
+        console.print(str(done))
+        return 0
+    return _print_kfold(result.path, result.table)
+
+
+def _resume_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags to check against the saved config; the directory and its base config come from --resume."""
+    given = [flag for flag, value in (("-c", args.config), ("--name", args.name), ("--out", args.out)) if value]
+    if given:
+        raise config_mod.ConfigError(f"{', '.join(given)} cannot be combined with --resume: the k-fold directory "
+                                     "holds its config and is continued in place (change keys with --set and "
+                                     "--resume-force)")
+    return {"model": args.model, "data": args.data, "epochs": args.epochs, "seed": args.seed}
+
+
+def _print_kfold(path: Path, table: pd.DataFrame) -> int:
+    """The per-fold table, mean ± std and ensemble metrics of a finished k-fold directory; exit 1 if not all
+    folds completed."""
+    from trainlab import rundir
+
+    summary = rundir.read_json(path / rundir.SUMMARY_FILE)
+    mean, std = summary.get("mean", {}), summary.get("std", {})
+    print_frame(table, title=f"{summary['folds']}-fold cross-validation")
+    console.print("mean ± std: " + "  ".join(f"{k} {_cell(k, v)} ± {_cell(k, std.get(k, 0.0))}"
+                                             for k, v in mean.items() if k.startswith(("val_", "test_"))))
     if "test" in summary:
         console.print("fold ensemble on the test split: " + "  ".join(f"{k} {_cell(k, v)}"
                                                                       for k, v in summary["test"].items()))
-    console.print(f"k-fold run saved in [bold]{result.path}[/]")
+    console.print(f"k-fold run saved in [bold]{path}[/]")
     return 0 if summary.get("status") == "completed" else 1
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
@@ -57,11 +61,39 @@ def fold_indices(targets: np.ndarray, folds: int, seed: int, stratify: bool) -> 
     return [(np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(np.zeros(len(targets)), targets)]
 
 
-def fold_bundles(bundle: DataBundle, folds: int, seed: int) -> tuple[list[DataBundle], list[np.ndarray]]:
-    """One bundle per fold (the fold's train and val, the original test) and each fold's validation indices."""
+@dataclass
+class FoldSplit:
+    """The folds of one dataset: each fold's bundle, its validation indices into the pool, and a fingerprint."""
+
+    bundles: list[DataBundle]
+    val_parts: list[np.ndarray]
+    fingerprint: str
+
+
+def split_folds(bundle: DataBundle, folds: int, seed: int) -> FoldSplit:
+    """One bundle per fold (the fold's train and val, the original test) and what identifies the split."""
     pool = pooled(bundle)
     targets = targets_of(pool)
     splits = fold_indices(targets, folds, seed, stratify=bundle.meta.task == "classification")
     bundles = [DataBundle(train=subset(pool, tr), val=subset(pool, va), test=bundle.test, meta=bundle.meta)
                for tr, va in splits]
-    return bundles, [va for _, va in splits]
+    val_parts = [va for _, va in splits]
+    return FoldSplit(bundles, val_parts, split_fingerprint(targets, val_parts))
+
+
+def fold_bundles(bundle: DataBundle, folds: int, seed: int) -> tuple[list[DataBundle], list[np.ndarray]]:
+    """One bundle per fold and each fold's validation indices (:func:`split_folds` without the fingerprint)."""
+    split = split_folds(bundle, folds, seed)
+    return split.bundles, split.val_parts
+
+
+def split_fingerprint(targets: np.ndarray, val_parts: Sequence[np.ndarray]) -> str:
+    """sha256 of the pooled targets and of which indices each fold holds out.
+
+    A resumed k-fold run must train its remaining folds on exactly the split its finished folds used; this
+    changes when the seed, the number of folds, the dataset's size or its labels change.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(targets, dtype=np.float64).tobytes())
+    for part in val_parts:
+        digest.update(b"|" + np.ascontiguousarray(part, dtype=np.int64).tobytes())
+    return digest.hexdigest()

@@ -4,16 +4,22 @@ Layout of a k-fold directory::
 
     <out>/<name>/
       config.yaml  data.json     the base config and dataset description (so it opens like a run)
-      kfold.json                 folds, seed, which fold runs completed
+      kfold.json                 folds, seed, the split's fingerprint, which fold runs completed (kept up to date)
       fold-1/ … fold-K/          ordinary run directories (each also has fold.json: its validation indices)
       folds.csv                  one row per fold: best validation metrics, test metrics, time
       oof.csv                    out-of-fold predictions: every pooled example predicted by the fold that held it out
-      summary.json               mean and std of every metric over the folds, and the ensemble's test metrics
+      summary.json               status while running; at the end the mean and std of every metric over the folds
+                                 and the ensemble's test metrics
+
+The fold loop is shared with :mod:`trainlab.experiments.kfold_resume`: each fold directory is looked at first
+(:func:`fold_action`), so a finished fold is reused, an interrupted one continues from its checkpoint, and the
+rest train from scratch; a fresh run simply finds no fold directories.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +30,20 @@ import pandas as pd
 
 from trainlab import config as config_mod
 from trainlab import rundir
-from trainlab.api import Run, TrainingFailed, build_data, train_config
+from trainlab.api import Run, TrainingFailed, build_data, resume_config, train_config
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
+from trainlab.engine import checkpoint
 from trainlab.engine.runtime import resolve_device
 from trainlab.experiments.ensemble import (FOLDS_TABLE, KFOLD_FILE, OOF_FILE, KFoldRun, loader_for,
                                            loader_outputs)
-from trainlab.experiments.folds import fold_bundles
+from trainlab.experiments.folds import FoldSplit, split_folds
 from trainlab.report.html import write_report_safely
+
+FOLD_FILE = "fold.json"
+FINISHED_FOLD = ("completed", "failed")  # a failed (diverged) fold would diverge again: it is final too
+OnFold = Callable[[int, dict[str, Any]], None]
+OnProgress = Callable[[int, int, str], None]  # (fold, folds, what happens to it)
 
 
 @dataclass
@@ -47,6 +59,14 @@ class KFoldResult:
         return KFoldRun(self.path)
 
 
+class KFoldInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a k-fold run; finished folds and the current fold's checkpoint are kept."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"k-fold run interrupted; resume with: trainlab kfold --resume {path}")
+        self.path = path
+
+
 def sub_config(cfg: RunConfig, out: Path, name: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     """``cfg`` re-targeted at ``out/name`` (plus dotted ``overrides``), validated again."""
     tree = cfg.to_dict()
@@ -56,33 +76,71 @@ def sub_config(cfg: RunConfig, out: Path, name: str, overrides: dict[str, Any] |
     return config_mod.validate(tree)
 
 
-def run_kfold(cfg: RunConfig, folds: int, on_fold: Callable[[int, dict[str, Any]], None] | None = None) -> KFoldResult:
-    """Train one model per fold (seeded by ``train.seed``) and write the k-fold directory described above."""
-    started = time.perf_counter()
+def run_kfold(cfg: RunConfig, folds: int, on_fold: OnFold | None = None,
+              on_progress: OnProgress | None = None) -> KFoldResult:
+    """Train one model per fold (seeded by ``train.seed``) and write the k-fold directory described above.
+
+    ``on_progress(fold, folds, what)`` hears what happens to each fold before it runs; ``on_fold(fold, row)``
+    gets its table row after.  The data is split before the directory is made, so bad data or ``folds`` leave
+    nothing behind.
+    """
     name = cfg.train.name or f"{cfg.model.name}-{cfg.data.name}-kfold{folds}-{time.strftime('%Y%m%d-%H%M%S')}"
+    bundle = build_data(cfg)
+    split = split_folds(bundle, folds, cfg.train.seed)
     root = rundir.create(sub_config(cfg, Path(cfg.train.out), name))
     rundir.save_config(root, cfg)
-    bundle = build_data(cfg)
     rundir.write_json(root / rundir.DATA_FILE, bundle.meta.to_dict())
-    bundles, val_parts = fold_bundles(bundle, folds, cfg.train.seed)
+    rundir.write_json(root / KFOLD_FILE, {"folds": folds, "seed": cfg.train.seed,
+                                          "stratified": bundle.meta.task == "classification",
+                                          "examples": sum(len(part) for part in split.val_parts),
+                                          "fingerprint": split.fingerprint, "completed": []})
+    return run_folds(cfg, root, bundle, split, on_fold, on_progress)
+
+
+def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, on_fold: OnFold | None = None,
+              on_progress: OnProgress | None = None, earlier_seconds: float = 0.0) -> KFoldResult:
+    """Bring every fold of ``root`` to an end, then write the table, out-of-fold predictions and summary.
+
+    Ctrl-C (here or while writing the outputs) marks the directory ``interrupted`` and raises
+    :class:`KFoldInterrupted`; any other error marks it ``crashed`` and propagates.  Either way
+    ``trainlab kfold --resume`` continues it.
+    """
+    started = time.perf_counter()
+    folds = len(split.bundles)
+    _write_status(cfg, root, bundle, folds, "running", earlier_seconds)
     rows, oof, completed = [], [], []
-    for i, (fold_bundle, val_idx) in enumerate(zip(bundles, val_parts), start=1):
-        row, fold_oof = _train_fold(cfg, root, i, folds, fold_bundle, val_idx)
-        rows.append(row)
-        if fold_oof is not None:
-            oof.append(fold_oof)
-            completed.append(f"fold-{i}")
-        if on_fold is not None:
-            on_fold(i, row)
+    try:
+        for i, (fold_bundle, val_idx) in enumerate(zip(split.bundles, split.val_parts), start=1):
+            action, what = fold_action(root / f"fold-{i}")
+            if on_progress is not None:
+                on_progress(i, folds, what)
+            row, fold_oof = _run_fold(cfg, root, i, folds, fold_bundle, val_idx, action)
+            rows.append(row)
+            if fold_oof is not None:
+                oof.append(fold_oof)
+                completed.append(f"fold-{i}")
+            _record_completed(root, completed)
+            if on_fold is not None:
+                on_fold(i, row)
+        return _finish(cfg, root, bundle, folds, rows, oof, completed, earlier_seconds + time.perf_counter() - started)
+    except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"
+        error = None if status == "interrupted" else f"{type(err).__name__}: {err}"
+        _write_status(cfg, root, bundle, folds, status, earlier_seconds + time.perf_counter() - started, error)
+        if isinstance(err, KeyboardInterrupt):
+            raise KFoldInterrupted(root) from None
+        raise
+
+
+def _finish(cfg: RunConfig, root: Path, bundle: DataBundle, folds: int, rows: list[dict[str, Any]],
+            oof: list[pd.DataFrame], completed: list[str], seconds: float) -> KFoldResult:
+    """The aggregate outputs, written the same way whether or not the run was ever interrupted."""
     table = pd.DataFrame(rows)
     table.to_csv(root / FOLDS_TABLE, index=False)
     if oof:
         pd.concat(oof).sort_values("index").to_csv(root / OOF_FILE, index=False)
-    info = {"folds": folds, "seed": cfg.train.seed, "stratified": bundle.meta.task == "classification",
-            "completed": completed}
-    rundir.write_json(root / KFOLD_FILE, info)
     mean, std = _aggregate(table)
-    summary = _summary(cfg, bundle, folds, completed, mean, std, time.perf_counter() - started)
+    summary = _summary(cfg, bundle, folds, completed, mean, std, seconds)
     if completed and bundle.test is not None:
         summary["test"] = KFoldRun(root).evaluate("test", device=cfg.train.device)
     rundir.write_json(root / rundir.SUMMARY_FILE, summary)
@@ -90,22 +148,91 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: Callable[[int, dict[str, Any]
     return KFoldResult(root, table, mean, std)
 
 
-def _train_fold(cfg: RunConfig, root: Path, fold: int, folds: int, bundle: DataBundle,
-                val_idx: np.ndarray) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Train one fold; a diverged fold is recorded as failed and the others still run."""
-    fold_cfg = sub_config(cfg, root, f"fold-{fold}")
-    try:
-        run = train_config(fold_cfg, bundle=bundle)
-    except TrainingFailed as failure:
-        rundir.write_json(failure.run_dir / "fold.json", {"fold": fold, "of": folds, "val_indices": val_idx.tolist()})
-        return {"fold": fold, "status": "failed", "reason": str(failure).splitlines()[0]}, None
-    rundir.write_json(run.path / "fold.json", {"fold": fold, "of": folds, "val_indices": val_idx.tolist()})
-    summary = run.summary
+def fold_action(fold_dir: Path) -> tuple[str, str]:
+    """``(action, what)``: ``skip`` a finished fold, ``resume`` one with a checkpoint, else ``start`` it afresh.
+
+    ``what`` says the same in words for progress lines.  A fold that stopped before its first checkpoint has
+    nothing worth keeping, so it starts again from scratch (which gives the same result as never stopping).
+    """
+    if not fold_dir.is_dir():
+        return "start", "started"
+    summary_path = fold_dir / rundir.SUMMARY_FILE
+    status = rundir.read_json(summary_path).get("status") if summary_path.is_file() else None
+    if status in FINISHED_FOLD:
+        return "skip", f"skipped: finished earlier ({status}), its results are reused"
+    latest = (checkpoint.latest_valid(fold_dir / rundir.CHECKPOINT_DIR, "last")
+              if (fold_dir / rundir.CONFIG_FILE).is_file() else None)
+    if latest is None:
+        return "start", f"restarted from scratch: it was {status or 'unfinished'} with no checkpoint to resume from"
+    meta = rundir.read_json(latest / checkpoint.META_FILE)
+    done = _count(meta["epoch"], "epoch") + (f" and {_count(meta['batch_in_epoch'], 'batch')}"
+                                             if meta.get("batch_in_epoch") else "")
+    return "resume", f"resumed from its last checkpoint (it was {status or 'unfinished'}; {done} done)"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("tch") else "s")
+
+
+def _run_fold(cfg: RunConfig, root: Path, fold: int, folds: int, bundle: DataBundle, val_idx: np.ndarray,
+              action: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """One fold's table row and out-of-fold predictions; a diverged fold is recorded as failed, the others go on."""
+    fold_dir = root / f"fold-{fold}"
+    info = {"fold": fold, "of": folds, "val_indices": val_idx.tolist()}
+    if action == "skip":
+        if not (fold_dir / FOLD_FILE).is_file():  # stopped between finishing and recording it
+            rundir.write_json(fold_dir / FOLD_FILE, info)
+        summary = rundir.read_json(fold_dir / rundir.SUMMARY_FILE)
+        if summary["status"] == "failed":
+            return _failed_row(fold, summary.get("stop_reason") or "training failed"), None
+        run = Run(fold_dir)
+    else:
+        try:
+            run = _train_fold(cfg, root, fold_dir, bundle, resume=action == "resume")
+        except TrainingFailed as failure:
+            rundir.write_json(failure.run_dir / FOLD_FILE, info)
+            return _failed_row(fold, str(failure)), None
+        rundir.write_json(run.path / FOLD_FILE, info)
+    return _fold_row(fold, run.summary), _oof_frame(run, bundle, val_idx, fold)
+
+
+def _train_fold(cfg: RunConfig, root: Path, fold_dir: Path, bundle: DataBundle, resume: bool) -> Run:
+    """Train a fold from scratch, or continue it from its last checkpoint through the single-run resume."""
+    if not resume:
+        shutil.rmtree(fold_dir, ignore_errors=True)  # only ever a fold with no checkpoint (see fold_action)
+        return train_config(sub_config(cfg, root, fold_dir.name), bundle=bundle)
+    saved = config_mod.load(fold_dir / rundir.CONFIG_FILE)
+    probed = {"train.batch_size": saved.train.batch_size} if cfg.train.batch_size == "auto" else None
+    return resume_config(sub_config(cfg, root, fold_dir.name, probed), fold_dir, bundle=bundle)
+
+
+def _fold_row(fold: int, summary: dict[str, Any]) -> dict[str, Any]:
+    """``folds.csv`` row: each validation metric's best value over the epochs, the test metrics, the time."""
     row: dict[str, Any] = {"fold": fold, "status": summary["status"], "epochs": summary["epochs_completed"]}
     row.update({k: v["value"] for k, v in summary.get("best", {}).items() if k.startswith("val_")})
     row.update(summary.get("test", {}))
     row["train_seconds"] = summary["train_seconds"]
-    return row, _oof_frame(run, bundle, val_idx, fold)
+    return row
+
+
+def _failed_row(fold: int, reason: str) -> dict[str, Any]:
+    return {"fold": fold, "status": "failed", "reason": reason.splitlines()[0]}
+
+
+def _record_completed(root: Path, completed: list[str]) -> None:
+    """Keep ``kfold.json``'s list of completed folds current, so the directory opens as an ensemble of them."""
+    info = rundir.read_json(root / KFOLD_FILE)
+    rundir.write_json(root / KFOLD_FILE, {**info, "completed": completed})
+
+
+def _write_status(cfg: RunConfig, root: Path, bundle: DataBundle, folds: int, status: str, seconds: float,
+                  error: str | None = None) -> None:
+    """summary.json of an unfinished k-fold run: what it is and how far it got (``trainlab runs`` shows it)."""
+    done = rundir.read_json(root / KFOLD_FILE)["completed"]
+    summary = {"kind": "kfold", "model": cfg.model.name, "data": cfg.data.name, "task": bundle.meta.task,
+               "folds": folds, "completed_folds": len(done), "seed": cfg.train.seed, "status": status,
+               "wall_seconds": seconds, "versions": rundir.versions()}
+    rundir.write_json(root / rundir.SUMMARY_FILE, {**summary, **({"error": error} if error else {})})
 
 
 def _oof_frame(run: Run, bundle: DataBundle, val_idx: np.ndarray, fold: int) -> pd.DataFrame:
@@ -136,6 +263,7 @@ def _aggregate(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]
 
 def _summary(cfg: RunConfig, bundle: DataBundle, folds: int, completed: list[str], mean: dict[str, float],
              std: dict[str, float], seconds: float) -> dict[str, Any]:
+    """The final summary.json; ``wall_seconds`` adds up every session the run took."""
     status = "completed" if len(completed) == folds else ("partial" if completed else "failed")
     return {
         "kind": "kfold", "model": cfg.model.name, "data": cfg.data.name, "task": bundle.meta.task,
