@@ -103,3 +103,22 @@ def test_regression_kfold_uses_plain_folds(tmp_path: Path, regression_data: str)
     assert set(result.mean) >= {"val_rmse", "val_loss", "test_rmse"}
     summary = json.loads((result.path / "summary.json").read_text())
     assert summary["task"] == "regression" and "test_rmse" in summary["test"]
+
+
+def test_out_of_fold_predictions_are_flip_averaged_like_the_folds_validation(tmp_path: Path) -> None:
+    from trainlab.api import build_data
+    from trainlab.experiments.folds import pooled
+
+    result = run_kfold(tiny_config(tmp_path, **{"train.name": "tta", "train.tta_flip": True}), 2)
+    ensemble = KFoldRun(result.path)
+    oof = pd.read_csv(result.path / "oof.csv")
+    fold = ensemble.folds[0]
+    val_idx = json.loads((result.path / "fold-1" / "fold.json").read_text())["val_indices"][:6]
+    pool = pooled(build_data(ensemble.config))
+    images = torch.stack([torch.as_tensor(pool[i][0]) for i in val_idx])
+    x = BatchTransform.from_preprocess(ensemble.meta.preprocess)(images)
+    model = fold.load_model().eval()
+    with torch.no_grad():
+        expected = ((model(x) + model(x.flip(-1))) / 2).softmax(dim=1)
+    rows = oof.set_index("index").loc[val_idx, [f"prob_{c}" for c in range(10)]].to_numpy()
+    np.testing.assert_allclose(rows, expected.numpy(), atol=1e-5)

@@ -27,9 +27,10 @@ def is_kfold_run(path: str | Path) -> bool:
     return (Path(path) / KFOLD_FILE).is_file()
 
 
-def loader_outputs(model: nn.Module, batches: Any, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(outputs, targets)`` over one pass of a loader."""
-    pairs = [(model_outputs(model, x, task), y) for x, y in batches.epoch(0)]
+def loader_outputs(model: nn.Module, batches: Any, task: str,
+                   tta_flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(outputs, targets)`` over one pass of a loader (flip-averaged with ``tta_flip``, as evaluation does)."""
+    pairs = [(model_outputs(model, x, task, tta_flip=tta_flip), y) for x, y in batches.epoch(0)]
     return torch.cat([o for o, _ in pairs]).cpu(), torch.cat([y for _, y in pairs]).cpu()
 
 

@@ -236,10 +236,12 @@ def _write_status(cfg: RunConfig, root: Path, bundle: DataBundle, folds: int, st
 
 
 def _oof_frame(run: Run, bundle: DataBundle, val_idx: np.ndarray, fold: int) -> pd.DataFrame:
-    """The fold's best model on its own validation part: one row per held-out example."""
+    """The fold's best model on its own validation part, evaluated as its validation was (flip TTA if set):
+    one row per held-out example."""
     device = resolve_device(run.config.train.device)
     loader = loader_for(bundle.val, bundle.meta, run.config.train.batch_size, device)
-    outputs, targets = loader_outputs(run.load_model(device), loader, bundle.meta.task)
+    outputs, targets = loader_outputs(run.load_model(device), loader, bundle.meta.task,
+                                      tta_flip=run.config.train.tta_flip)
     frame = pd.DataFrame({"index": val_idx, "fold": fold, "target": targets.numpy()})
     if bundle.meta.task == "classification":
         classes = bundle.meta.classes or [str(c) for c in range(outputs.shape[1])]
