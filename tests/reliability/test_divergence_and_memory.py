@@ -74,6 +74,19 @@ def test_divergence_stops_within_one_step_and_leaves_only_finite_checkpoints(
     assert checkpoint.load(newest).meta["step"] == (24 if every_steps else 21)
 
 
+def test_step_checkpoints_are_never_written_from_diverged_weights(tmp_path: Path, bad_loss: None) -> None:
+    """Without a per-step NaN guard read (as on an accelerator between reads; here the guard is off), the
+    checkpoint callback itself refuses non-finite weights, so the newest checkpoint is the last good one."""
+    overrides = {**QUIET, "loss.name": "bad_after", "loss.after": 24, "loss.value": math.nan,
+                 "callbacks.nan_guard": None, "callbacks.checkpoint.every_steps": 1, "callbacks.checkpoint.keep": 50}
+    with pytest.warns(UserWarning, match="checkpoint 'last' at step 25 skipped: the weights hold NaN"):
+        trainlab.train(epochs=2, out=tmp_path, name="unguarded", overrides=overrides)
+    ckpt_dir = tmp_path / "unguarded" / "checkpoints"
+    kept = checkpoint.list_complete(ckpt_dir, "last") + checkpoint.list_complete(ckpt_dir, "best")
+    assert kept and all(all_finite(checkpoint.load(path).model) for path in kept)
+    assert checkpoint.load(checkpoint.latest(ckpt_dir, "last")).meta["step"] == 24
+
+
 # ---- batch_size=auto ----------------------------------------------------------------------------------------
 
 def oom_above(limit: int, monkeypatch: pytest.MonkeyPatch, error: type[Exception] = RuntimeError) -> list[int]:

@@ -1,9 +1,18 @@
-"""Save the last and best checkpoints each epoch, and a mid-epoch one on Ctrl-C."""
+"""Save the last and best checkpoints each epoch, and a mid-epoch one on Ctrl-C.
+
+A checkpoint is never written from non-finite weights.  On an accelerator the NaN guard reads its device-side
+record only every ``train.log_every`` steps, so a step checkpoint (``every_steps``) or an interrupt between two
+reads could otherwise capture a diverged model; saving already waits for the device, so the check is free.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
+
+import torch
+from torch import nn
 
 from trainlab.engine.callbacks.base import Callback
 from trainlab.registry import CALLBACKS
@@ -23,10 +32,11 @@ class CheckpointCallback(Callback):
         self.every, self.keep, self.monitor, self.mode, self.save_best = every, keep, monitor, mode, save_best
         self.every_steps = every_steps
         self.best = math.inf if mode == "min" else -math.inf
+        self._warned_non_finite = False
 
     def on_batch_end(self, trainer: Any, state: Any) -> None:
         if self.every_steps and state.step % self.every_steps == 0 and not state.failed and not state.should_stop:
-            trainer.save_checkpoint("last", keep=self.keep)
+            self._save(trainer, state, "last", self.keep)
 
     def on_epoch_end(self, trainer: Any, state: Any) -> None:
         if state.failed:
@@ -34,17 +44,26 @@ class CheckpointCallback(Callback):
         value = state.metrics.get(self.monitor)
         if self.save_best and value is not None and math.isfinite(value) and self._better(value):
             self.best = value
-            trainer.save_checkpoint("best", keep=1)
+            self._save(trainer, state, "best", 1)
         if state.epoch % self.every == 0 or state.epoch == state.epochs:
-            trainer.save_checkpoint("last", keep=self.keep)
+            self._save(trainer, state, "last", self.keep)
 
     def on_fit_end(self, trainer: Any, state: Any) -> None:
         if not state.failed and state.batch_in_epoch:
-            trainer.save_checkpoint("last", keep=self.keep)
+            self._save(trainer, state, "last", self.keep)
 
     def on_interrupt(self, trainer: Any, state: Any) -> None:
         if not state.failed:
-            trainer.save_checkpoint("last", keep=self.keep)
+            self._save(trainer, state, "last", self.keep)
+
+    def _save(self, trainer: Any, state: Any, kind: str, keep: int) -> None:
+        if not weights_finite(trainer.model):
+            if not self._warned_non_finite:  # once per run: every later save would repeat it
+                warnings.warn(f"checkpoint '{kind}' at step {state.step} skipped: the weights hold NaN or Inf "
+                              "(the previous checkpoint is kept; later ones are skipped too)", stacklevel=3)
+                self._warned_non_finite = True
+            return
+        trainer.save_checkpoint(kind, keep=keep)
 
     def _better(self, value: float) -> bool:
         return value < self.best if self.mode == "min" else value > self.best
@@ -54,3 +73,9 @@ class CheckpointCallback(Callback):
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         self.best = data["best"]
+
+
+def weights_finite(model: nn.Module) -> bool:
+    """Whether every floating-point parameter is finite (one device sync for the whole model)."""
+    checks = [torch.isfinite(p).all() for p in model.parameters() if p.is_floating_point()]
+    return bool(torch.stack(checks).all()) if checks else True
