@@ -79,3 +79,21 @@ def test_subset_is_seeded_and_sized() -> None:
     a, b = bench.subset_bundle(bundle, 10), bench.subset_bundle(bundle, 10)
     assert len(a.train) == len(a.test) == 10 and torch.equal(a.train.tensors[0], b.train.tensors[0])
     assert len(set(a.train.tensors[0].tolist())) == 10
+
+
+@pytest.mark.slow
+def test_gpu_suite_runs_every_stage_in_smoke_mode_on_the_cpu(shared_data: Path, tmp_path: Path) -> None:
+    """bench/gpu_suite.sh is what a session with a GPU runs; its CPU smoke mode checks the script end to end."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "DATA": str(shared_data / "fashion-mnist"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run(["bash", str(REPO / "bench" / "gpu_suite.sh"), "all"], env=env, check=True, capture_output=True,
+                   timeout=600)
+    for stage, key in [("speedrun", "test_acc"), ("speedrun95", "test_acc"), ("throughput", "examples_per_s"),
+                       ("e2e", "command_seconds")]:
+        rows = [json.loads(line) for line in (tmp_path / f"{stage}.jsonl").read_text().splitlines()]
+        assert any(key in row for row in rows), stage
+    e2e = [json.loads(line) for line in (tmp_path / "e2e.jsonl").read_text().splitlines()]
+    assert [row["cache"] for row in e2e] == ["cold", "warm"] and all(row["command_seconds"] > 0 for row in e2e)
