@@ -24,7 +24,7 @@ from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.loaders import BatchTransform, make_loader
 from trainlab.engine import autobatch, checkpoint, fastpath
 from trainlab.engine.callbacks import Callback
-from trainlab.engine.runtime import resolve_device, resolve_precision, seed_everything
+from trainlab.engine.runtime import choose_threads, resolve_device, resolve_precision, seed_everything
 from trainlab.engine.step import StepRecipe
 from trainlab.engine.trainer import Trainer, evaluation_logits, evaluation_weights
 from trainlab.losses import build_loss
@@ -101,8 +101,10 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
     checkpoint).  ``train.batch_size=auto`` is resolved here, so the returned session's config holds a number.
     """
     device = resolve_device(cfg.train.device)
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
+    threads, notice = choose_threads(cfg.train.threads, device)
+    torch.set_num_threads(threads)
+    if notice:
+        print(f"notice: {notice}")
     if bundle is None:
         bundle = build_data(cfg)
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built

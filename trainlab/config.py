@@ -99,8 +99,8 @@ class TrainConfig(_Section):
     name: str | None = None
     out: str = "runs"
     log_every: int = Field(20, ge=1, description="steps between metric reads (each read syncs the device)")
-    threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: torch's default, one per core); "
-                                "1 is much faster for small models on a machine other jobs keep busy")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: one per core, fewer when other "
+                                "processes already keep the cores busy, where idle threads would spin and stall)")
     clip_grad_norm: float | None = Field(None, gt=0.0, description="rescale gradients to this global L2 norm at most")
     clip_grad_value: float | None = Field(None, gt=0.0, description="clamp every gradient entry to ±this value")
     accumulate: int = Field(1, ge=1, description="batches whose gradients are summed per optimizer step")

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import torch
+
 from trainlab import rundir
 from trainlab.engine import fastpath
 
@@ -27,6 +29,7 @@ def base(session: "Session") -> dict[str, Any]:
         "seed": cfg.train.seed,
         "batch_size": cfg.train.batch_size,
         "device": str(session.device),
+        "threads": torch.get_num_threads(),
         "precision": str(session.trainer.autocast_dtype or "fp32").replace("torch.", ""),
         "versions": rundir.versions(),
     }

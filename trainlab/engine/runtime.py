@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
+import statistics
+import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +57,55 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def cpu_supports_bf16() -> bool:
     """Whether oneDNN has bf16 kernels on this CPU (AVX-512; fastest with AMX)."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def choose_threads(requested: int | None, device: torch.device) -> tuple[int, str | None]:
+    """Torch's CPU thread count for a run, and a notice when it was lowered.
+
+    ``requested`` wins.  Otherwise torch's default (one thread per core) is kept unless other processes are
+    keeping the cores busy right now: then torch's OpenMP threads spin waiting for each other and small models
+    train 10-40x slower than with fewer threads, so the count drops to the cores left free (at least 1).  A
+    process pinned to some of the cores (a batch scheduler's allocation) keeps its default: the other cores'
+    load is not its business.
+    """
+    default = torch_default_threads()
+    if requested is not None:
+        return requested, None
+    busy = other_runnable() if device.type == "cpu" else None
+    cores = os.cpu_count() or default
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    if busy is None or allowed < cores:
+        return default, None
+    free = max(1, int(cores - busy + 0.5))
+    if free >= default:
+        return default, None
+    return free, (f"the CPU is busy ({busy:g} other runnable thread(s) on {cores} cores): training with {free} "
+                  f"torch thread(s) instead of {default}; set train.threads to choose")
+
+
+def other_runnable(samples: int = 9, interval: float = 0.01) -> float | None:
+    """How many threads of other processes are running or waiting for a core now (the median of a few
+    ``/proc/loadavg`` readings, less this process), or None where Linux's count is not available.
+
+    Deliberately not the load average: its one-minute memory would count a run that just finished (often the
+    user's previous ``trainlab train``) as current load.
+    """
+    readings = []
+    for i in range(samples):
+        try:
+            runnable = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
+        except (OSError, IndexError):
+            return None
+        readings.append(max(0, int(runnable) - 1))
+        if i + 1 < samples:
+            time.sleep(interval)
+    return float(statistics.median(readings))
+
+
+@functools.cache
+def torch_default_threads() -> int:
+    """Torch's thread count when trainlab first asked, before any run changed it."""
+    return torch.get_num_threads()
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
