@@ -71,7 +71,7 @@ def choose_threads(requested: int | None, device: torch.device) -> tuple[int, st
     default = torch_default_threads()
     if requested is not None:
         return requested, None
-    busy = other_runnable() if device.type == "cpu" else None
+    busy = other_runnable() if device.type == "cpu" and default > 1 else None
     cores = os.cpu_count() or default
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     if busy is None or allowed < cores:
