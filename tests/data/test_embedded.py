@@ -131,3 +131,26 @@ def test_real_mnist_5k(real_file: Path, monkeypatch: pytest.MonkeyPatch) -> None
         row = torch.tensor(values[:-1], dtype=torch.uint8)
         match = (images == row).all(dim=1)
         assert match.any() and set(labels[match].tolist()) == {values[-1]}
+
+
+def test_digits_equal_scikit_learns_loader() -> None:
+    from sklearn.datasets import load_digits
+
+    bundle = DATASETS.get("digits")(seed=0, val_fraction=0.1)
+    raw = load_digits()
+    x = torch.cat([part.tensors[0] for part in (bundle.train, bundle.val, bundle.test)])
+    y = torch.cat([part.tensors[1] for part in (bundle.train, bundle.val, bundle.test)])
+    assert x.shape == (1797, 1, 8, 8) and x.dtype == torch.uint8
+    ours = sorted(zip(x.flatten(1).tolist(), y.tolist()))
+    theirs = sorted(zip(raw.images.reshape(-1, 64).astype(int).tolist(), raw.target.tolist()))
+    assert ours == theirs
+
+
+def test_digits_load_without_importing_scikit_learn() -> None:
+    """A fresh process, as ``trainlab train`` is: importing scikit-learn would cost it about 2 s."""
+    import subprocess
+
+    code = ("import sys; from trainlab.registry import DATASETS; import trainlab.data; "
+            "DATASETS.get('digits')(seed=0, val_fraction=0.1); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False"
