@@ -176,17 +176,18 @@ def resume_config(cfg: RunConfig, run_dir: Path, *, bundle: DataBundle | None = 
 
 def _start(cfg: RunConfig, run_dir: Path, resume: bool = False, bundle: DataBundle | None = None,
            callbacks: Mapping[str, Callback] | None = None) -> "Run":
-    try:
-        session = build_session(cfg, run_dir, bundle=bundle, extra_callbacks=callbacks, initialize=not resume)
-    except BaseException:
-        if not resume:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    rundir.save_config(run_dir, session.cfg)
-    rundir.write_json(run_dir / rundir.DATA_FILE, session.bundle.meta.to_dict())
-    if resume:
-        _resume_latest(session.trainer, run_dir)
-    return _fit(session, run_dir)
+    with rundir.exclusive(run_dir):
+        try:
+            session = build_session(cfg, run_dir, bundle=bundle, extra_callbacks=callbacks, initialize=not resume)
+        except BaseException:
+            if not resume:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        rundir.save_config(run_dir, session.cfg)
+        rundir.write_json(run_dir / rundir.DATA_FILE, session.bundle.meta.to_dict())
+        if resume:
+            _resume_latest(session.trainer, run_dir)
+        return _fit(session, run_dir)
 
 
 def _with_batch_size(cfg: RunConfig, batch_size: int) -> RunConfig:

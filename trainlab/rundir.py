@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -19,6 +20,7 @@ DATA_FILE = "data.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = ".lock"
 
 
 class RunDirError(RuntimeError):
@@ -50,6 +52,34 @@ def create(cfg: RunConfig) -> Path:
         except FileExistsError:
             continue
     raise RunDirError(f"too many runs named {name} in {out}")
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for one training process: a second ``train --resume`` of the same run while the
+    first still trains would interleave checkpoints and metrics, so it is refused, naming the holder's PID.
+
+    An advisory ``flock`` on ``.lock``: the operating system drops it when the holder exits, however it exits, so
+    a killed run never leaves a stale lock.  Where ``fcntl`` does not exist (Windows) runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunDirError(f"{run_dir} is in use by another training process (pid {holder}); wait for it to "
+                              "finish or stop it (Ctrl-C saves a checkpoint), then resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
 
 
 def write_json(path: Path, data: Any) -> None:

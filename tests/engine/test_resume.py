@@ -94,3 +94,33 @@ def test_resume_without_checkpoint_fails_clearly(tmp_path: Path) -> None:
                                                                       "callbacks.progress.style": "none"})
     with pytest.raises(checkpoint.CheckpointError, match="has no complete checkpoint to resume from"):
         trainlab.train(resume=run.path)
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process_at_once(tmp_path: Path, run_cli) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from trainlab import rundir
+
+    run = trainlab.train(epochs=1, out=tmp_path, name="r", overrides={"callbacks.progress.style": "none",
+                                                                      "model.width": 8})
+    before = checkpoint.latest(run.path / "checkpoints", "last")
+    with rundir.exclusive(run.path):  # as the first training process holds it
+        with pytest.raises(RunDirError, match=f"in use by another training process \\(pid {os.getpid()}\\)"):
+            trainlab.train(resume=run.path, epochs=2)
+        code, _, err = run_cli("train", "--resume", str(run.path), "--epochs", "2")
+        assert code == 2 and "in use by another training process" in err
+    assert checkpoint.latest(run.path / "checkpoints", "last") == before  # the refused resumes wrote nothing
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from trainlab import rundir\nwith rundir.exclusive(Path(sys.argv[1])):\n"
+                               "    print('held', flush=True); time.sleep(60)", str(run.path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=f"pid {holder.pid}"):
+            trainlab.train(resume=run.path, epochs=2)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert trainlab.train(resume=run.path, epochs=2).summary["epochs_completed"] == 2  # a killed holder frees it
