@@ -167,7 +167,9 @@ def trainlab_epochs(model_name: str, bundle: DataBundle, batch: int, epochs: int
         cfg = config_mod.load(overrides={
             "data.name": "fashion-mnist", "data.val_fraction": 0.0, "model.name": f"bench-{model_name}",
             "optim.name": "sgd", "optim.lr": LR, "train.batch_size": batch, "train.epochs": epochs,
-            "train.device": str(device), "callbacks.progress.style": "none", **(extra or {})})
+            "train.device": str(device), "callbacks.progress.style": "none",
+            "train.threads": torch.get_num_threads(),  # the other approaches' count, never lowered mid-bench
+            **(extra or {})})
         session = build_session(cfg, run_dir=Path(out), bundle=bundle)
         session.trainer.fit()
 
