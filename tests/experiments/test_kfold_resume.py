@@ -21,7 +21,7 @@ from trainlab.config import ConfigError
 from trainlab.engine.trainer import Trainer
 from trainlab.experiments.kfold import KFoldInterrupted, run_kfold
 from trainlab.experiments.kfold_resume import KFoldComplete, resume_kfold
-from trainlab.rundir import RunDirError
+from trainlab.rundir import LOCK_FILE, RunDirError
 
 SETTINGS = {"train.epochs": 2, "train.deterministic": True, "train.seed": 3}
 TIMING = ["train_seconds"]
@@ -64,7 +64,9 @@ def count_trainings(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 
 def files_and_mtimes(directory: Path) -> dict[str, int]:
-    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+    """Every file's modification time, except the ``.lock`` files that record which process holds a directory."""
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*")
+            if p.is_file() and p.name != LOCK_FILE}
 
 
 def resume_recording(root: Path, **kwargs: Any) -> list[str]:
@@ -212,3 +214,16 @@ def test_sigterm_stops_a_kfold_run_resumably(tmp_path: Path) -> None:
     assert resume.returncode == 0, err
     assert "fold 1/2: resumed" in out and "fold 2/2: started" in out
     assert json.loads((tmp_path / "runs" / "cv" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_kfold_run_still_running_cannot_be_resumed_twice(interrupted: Path) -> None:
+    import os
+
+    from trainlab import rundir
+
+    assert (interrupted / LOCK_FILE).is_file()  # the first run held it too
+    with rundir.exclusive(interrupted):  # as the process still running it holds it
+        before = files_and_mtimes(interrupted)
+        with pytest.raises(RunDirError, match=f"in use by another training process \\(pid {os.getpid()}\\)"):
+            resume_kfold(interrupted)
+        assert files_and_mtimes(interrupted) == before

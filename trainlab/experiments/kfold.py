@@ -94,7 +94,8 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: OnFold | None = None,
                                           "stratified": bundle.meta.task == "classification",
                                           "examples": sum(len(part) for part in split.val_parts),
                                           "fingerprint": split.fingerprint, "completed": []})
-    return run_folds(cfg, root, bundle, split, on_fold, on_progress)
+    with rundir.exclusive(root):
+        return run_folds(cfg, root, bundle, split, on_fold, on_progress)
 
 
 def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, on_fold: OnFold | None = None,

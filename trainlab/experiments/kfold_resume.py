@@ -48,6 +48,12 @@ def resume_kfold(path: str | Path, *, flags: Mapping[str, Any] | None = None,
     Raises :class:`KFoldComplete` for a run that already finished.
     """
     root = open_unfinished(path)
+    with rundir.exclusive(root):  # a second resume of a k-fold run still running stops here, before any write
+        return _resume(root, flags, overrides, folds, force, on_fold, on_progress)
+
+
+def _resume(root: Path, flags: Mapping[str, Any] | None, overrides: Any, folds: int | None, force: bool,
+            on_fold: OnFold | None, on_progress: OnProgress | None) -> KFoldResult:
     info = rundir.read_json(root / KFOLD_FILE)
     if folds is not None and folds != info["folds"]:
         raise ConfigError(f"{root} was started with --folds {info['folds']}, not {folds}; drop --folds to resume "
