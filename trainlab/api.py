@@ -7,6 +7,7 @@ the CLI is a thin layer over it.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
     threads, notice = choose_threads(cfg.train.threads, device)
     torch.set_num_threads(threads)
     if notice:
-        print(f"notice: {notice}")
+        print(f"notice: {notice}", file=sys.stderr)
     if bundle is None:
         bundle = build_data(cfg)
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built

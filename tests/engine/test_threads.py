@@ -74,5 +74,5 @@ def test_a_busy_machine_run_prints_the_notice_and_records_its_threads(machine, t
     finally:
         torch.set_num_threads(before)
     assert "notice: the CPU is busy (3 other runnable thread(s) on 2 cores): training with 1 torch thread(s) " \
-        "instead of 2" in capsys.readouterr().out
+        "instead of 2" in capsys.readouterr().err
     assert json.loads((run.path / "summary.json").read_text())["threads"] == 1
