@@ -64,7 +64,7 @@ def choose_threads(requested: int | None, device: torch.device) -> tuple[int, st
 
     ``requested`` wins.  Otherwise torch's default (one thread per core) is kept unless other processes are
     keeping the cores busy right now: then torch's OpenMP threads spin waiting for each other and small models
-    train 10-40x slower than with fewer threads, so the count drops to the cores left free (at least 1).  A
+    train several times slower (5x in the House Prices bench), so the count drops to the free cores (at least 1).  A
     process pinned to some of the cores (a batch scheduler's allocation) keeps its default: the other cores'
     load is not its business.
     """
