@@ -203,13 +203,8 @@ RESUME_SAFE = ("train.epochs", "train.device", "train.log_every", "train.name", 
 
 def _resume_config(run_dir: Path, flags: Mapping[str, Any], overrides: Any, force: bool) -> RunConfig:
     rundir.check_version(run_dir)
-    saved = config_mod.load(run_dir / rundir.CONFIG_FILE)
-    cfg = config_mod.load(run_dir / rundir.CONFIG_FILE, flags=flags, overrides=overrides)
-    changed = [line for line in config_mod.differences(saved, cfg) if not line.startswith(RESUME_SAFE)]
-    if changed and not force:
-        raise config_mod.ConfigError(f"cannot resume {run_dir} with a different configuration:\n  "
-                                     + "\n  ".join(changed) + "\nstart a new run, or pass --resume-force to resume anyway")
-    return cfg
+    return config_mod.load_for_resume(run_dir / rundir.CONFIG_FILE, flags, overrides, safe=RESUME_SAFE, force=force,
+                                      advice="start a new run, or pass --resume-force to resume anyway")
 
 
 def _resume_latest(trainer: Trainer, run_dir: Path) -> None:

@@ -376,3 +376,19 @@ def differences(old: RunConfig, new: RunConfig) -> list[str]:
     return [f"{key}: {before.get(key, missing)!r} → {after.get(key, missing)!r}"
             for key in sorted(set(before) | set(after)) if before.get(key, missing) != after.get(key, missing)]
 
+
+
+def load_for_resume(path: str | Path, flags: Mapping[str, Any] | None, overrides: Any, *, safe: tuple[str, ...],
+                    force: bool, advice: str) -> RunConfig:
+    """The config saved at ``path`` with ``flags``/``overrides`` applied, for continuing a run in place.
+
+    Changes to keys outside ``safe`` (prefixes of settings that cannot make the continuation differ) are refused,
+    listed one per line and followed by ``advice``, unless ``force``.
+    """
+    saved = load(path)
+    cfg = load(path, flags=flags, overrides=overrides)
+    changed = [line for line in differences(saved, cfg) if not line.startswith(safe)]
+    if changed and not force:
+        raise ConfigError(f"cannot resume {Path(path).parent} with a different configuration:\n  "
+                          + "\n  ".join(changed) + f"\n{advice}")
+    return cfg

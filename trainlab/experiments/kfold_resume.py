@@ -99,11 +99,7 @@ def open_unfinished(path: str | Path) -> Path:
 
 def _resume_config(root: Path, flags: Mapping[str, Any] | None, overrides: Any, force: bool) -> RunConfig:
     """The saved base config with ``flags``/``overrides`` applied; changes beyond the safe ones need ``force``."""
-    saved = config_mod.load(root / rundir.CONFIG_FILE)
-    cfg = config_mod.load(root / rundir.CONFIG_FILE, flags=flags, overrides=overrides)
-    changed = [line for line in config_mod.differences(saved, cfg) if not line.startswith(KFOLD_RESUME_SAFE)]
-    if changed and not force:
-        raise ConfigError(f"cannot resume {root} with a different configuration:\n  " + "\n  ".join(changed)
-                          + "\nits finished folds used the saved settings; start a new k-fold run, or pass "
-                          "--resume-force to resume anyway (the folds will then not all be trained alike)")
-    return cfg
+    return config_mod.load_for_resume(
+        root / rundir.CONFIG_FILE, flags, overrides, safe=KFOLD_RESUME_SAFE, force=force,
+        advice="its finished folds used the saved settings; start a new k-fold run, or pass --resume-force to "
+               "resume anyway (the folds will then not all be trained alike)")
