@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import activation, check_activation, check_positive, require_image, use_small_stem
+from trainlab.models.init import init_weights
+from trainlab.models.layers import activation, check_positive, use_small_stem
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 
@@ -19,9 +20,7 @@ def alexnet(*, num_classes: int, in_channels: int, input_size: tuple[int, int] |
             activation: str = "relu", dropout: float = 0.5, hidden: int = 4096, small_input: bool | None = None,
             init: str | None = None) -> nn.Module:
     """Convolutions 64-192-384-256-256 with three max pools, adaptive 6×6 pooling, two dense layers of ``hidden``."""
-    size = require_image("alexnet", input_size)
-    check_activation(activation)
-    check_init(init)
+    size = check_image_model("alexnet", input_size, activation, init)
     check_positive("alexnet", hidden=hidden)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"alexnet dropout must be in [0, 1), got {dropout}")

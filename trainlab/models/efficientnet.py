@@ -11,9 +11,10 @@ import math
 import torch
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import (ClassifierHead, ConvBNAct, SqueezeExcite, check_activation, check_positive,
-                                    make_divisible, require_image, use_small_stem)
+from trainlab.models.init import init_weights
+from trainlab.models.layers import (ClassifierHead, ConvBNAct, SqueezeExcite, check_positive, make_divisible,
+                                    use_small_stem)
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 # (expansion, kernel, stride, channels in, channels out, repeats) — the B0 table
@@ -60,9 +61,7 @@ def efficientnet_b0(*, num_classes: int, in_channels: int, input_size: tuple[int
                     width_mult: float = 1.0, depth_mult: float = 1.0, activation: str = "silu", dropout: float = 0.2,
                     small_input: bool | None = None, init: str | None = None) -> nn.Module:
     """EfficientNet-B0; raise ``width_mult``/``depth_mult`` together for the compound-scaled family (B1: 1.0/1.1)."""
-    size = require_image("efficientnet_b0", input_size)
-    check_activation(activation)
-    check_init(init)
+    size = check_image_model("efficientnet_b0", input_size, activation, init)
     check_positive("efficientnet_b0", width_mult=width_mult, depth_mult=depth_mult)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"efficientnet_b0 dropout must be in [0, 1), got {dropout}")

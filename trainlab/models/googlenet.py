@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import activation, check_activation, require_image, use_small_stem
+from trainlab.models.init import init_weights
+from trainlab.models.layers import activation, use_small_stem
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 # Inception blocks: (in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj); None is a 3x3 stride-2 max pool.
@@ -115,9 +116,7 @@ def googlenet(*, num_classes: int, in_channels: int, input_size: tuple[int, int]
               aux_logits: bool = False, aux_weight: float = 0.3, dropout: float = 0.2,
               small_input: bool | None = None, init: str | None = None) -> nn.Module:
     """GoogLeNet; ``aux_logits`` adds the two auxiliary classifiers, weighted by ``aux_weight`` in the loss."""
-    size = require_image("googlenet", input_size)
-    check_activation(activation)
-    check_init(init)
+    size = check_image_model("googlenet", input_size, activation, init)
     if aux_weight < 0:
         raise ValueError(f"googlenet aux_weight must be >= 0, got {aux_weight}")
     if not 0.0 <= dropout < 1.0:

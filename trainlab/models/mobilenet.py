@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import (ClassifierHead, ConvBNAct, check_activation, check_positive, make_divisible,
-                                    require_image, use_small_stem)
+from trainlab.models.init import init_weights
+from trainlab.models.layers import ClassifierHead, ConvBNAct, check_positive, make_divisible, use_small_stem
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 V1_LAYOUT = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -73,9 +73,7 @@ def mobilenet_v2_net(num_classes: int, in_channels: int, act: str, width_mult: f
 
 def _check(name: str, input_size: tuple[int, int] | None, activation: str, init: str | None, width_mult: float,
            dropout: float) -> tuple[int, int]:
-    size = require_image(name, input_size)
-    check_activation(activation)
-    check_init(init)
+    size = check_image_model(name, input_size, activation, init)
     check_positive(name, width_mult=width_mult)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"{name} dropout must be in [0, 1), got {dropout}")

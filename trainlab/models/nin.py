@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import activation, check_activation, require_image, use_small_stem
+from trainlab.models.init import init_weights
+from trainlab.models.layers import activation, use_small_stem
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 
@@ -24,9 +25,7 @@ def nin_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int, act
 def nin(*, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, activation: str = "relu",
         dropout: float = 0.5, small_input: bool | None = None, init: str | None = None) -> nn.Module:
     """NiN blocks 96-256-384-classes; on small inputs the 11×11 stride-4 stem becomes 3×3 stride 1 without a pool."""
-    size = require_image("nin", input_size)
-    check_activation(activation)
-    check_init(init)
+    size = check_image_model("nin", input_size, activation, init)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"nin dropout must be in [0, 1), got {dropout}")
     stem: list[nn.Module] = (

@@ -12,8 +12,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import ClassifierHead, ConvBNAct, activation, check_activation, require_image, use_small_stem
+from trainlab.models.init import init_weights
+from trainlab.models.layers import ClassifierHead, ConvBNAct, activation, use_small_stem
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 VARIANTS = {
@@ -90,9 +91,7 @@ def _builder(name: str, spec: dict) -> Callable[..., nn.Module]:
     def build(*, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, activation: str = "relu",
               small_input: bool | None = None, init: str | None = None) -> nn.Module:
         """Residual network of this variant; ``small_input`` None = CIFAR stem for images ≤ 64 px."""
-        size = require_image(name, input_size)
-        check_activation(activation)
-        check_init(init)
+        size = check_image_model(name, input_size, activation, init)
         net = resnet_net(num_classes=num_classes, in_channels=in_channels, act=activation,
                          small=use_small_stem(size, small_input), **spec)
         return init_weights(net, init)

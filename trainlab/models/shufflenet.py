@@ -14,9 +14,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import (ChannelShuffle, ClassifierHead, ConvBNAct, activation, check_activation,
-                                    require_image, use_small_stem)
+from trainlab.models.init import init_weights
+from trainlab.models.layers import ChannelShuffle, ClassifierHead, ConvBNAct, activation, use_small_stem
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 REPEATS = (4, 8, 4)
@@ -84,9 +84,7 @@ def _stages(unit: Callable[[int, int, int], nn.Module], channels: int,
 
 def _check(name: str, input_size: tuple[int, int] | None, act: str, init: str | None, value: float,
            table: dict, option: str) -> tuple[int, int]:
-    size = require_image(name, input_size)
-    check_activation(act)
-    check_init(init)
+    size = check_image_model(name, input_size, act, init)
     if value not in table:
         raise ValueError(f"{name} {option} must be one of {sorted(table)}, got {value}")
     return size

@@ -11,8 +11,9 @@ from typing import Callable
 
 from torch import nn
 
-from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import activation, check_activation, check_positive, require_image, use_small_stem
+from trainlab.models.init import init_weights
+from trainlab.models.layers import activation, check_positive, use_small_stem
+from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 
 # Channels per convolution; "M" is a 2x2 max pool.
@@ -63,9 +64,7 @@ def _builder(name: str, depth: int, batch_norm: bool) -> Callable[..., nn.Module
               activation: str = "relu", width_div: int = 1, hidden: int = 4096, dropout: float = 0.5,
               small_input: bool | None = None, init: str | None = None) -> nn.Module:
         """VGG of this depth; ``width_div`` divides conv channels, ``hidden`` sizes the two dense layers."""
-        size = require_image(name, input_size)
-        check_activation(activation)
-        check_init(init)
+        size = check_image_model(name, input_size, activation, init)
         check_positive(name, width_div=width_div, hidden=hidden)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name} dropout must be in [0, 1), got {dropout}")
