@@ -1,4 +1,5 @@
-"""Model options: activations and init schemes by name, small-input stems, width/depth knobs, auxiliary loss."""
+"""Model options: input sizes as users type them, activations and init schemes by name, small-input stems,
+width/depth knobs, auxiliary loss."""
 
 from __future__ import annotations
 
@@ -11,12 +12,64 @@ from trainlab.config import ConfigError, load
 from trainlab.models import create
 from trainlab.models.init import INITS, init_weights
 from trainlab.models.layers import ACTIVATIONS, activation, make_divisible
+from trainlab.models.options import normalize_input_size
+from trainlab.registry import MODELS
 
 ISSUE_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "silu", "gelu", "hardswish"]
 
 
 def small(name: str, **options) -> nn.Module:
     return create(name, num_classes=10, in_channels=1, input_size=(28, 28), **options)
+
+
+# Deep variants repeat resnet50's code path with more blocks; building them twice is slow, so they run with -m slow.
+DEEP = {"resnet101", "resnet152"}
+SIDE = 32  # every model in the zoo builds and runs at 32x32 (see test_zoo), and it keeps this test fast
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in MODELS.names()])
+def test_int_input_size_builds_the_same_model_as_the_square_pair(name):
+    """``input_size=32`` means 32x32 (as in timm and torchvision): same layers, same logits on the same input."""
+    x = torch.randn(1, 3, SIDE, SIDE)
+    logits = {}
+    for size in (SIDE, (SIDE, SIDE), [SIDE, SIDE]):
+        torch.manual_seed(0)
+        model = create(name, num_classes=7, in_channels=3, input_size=size).eval()
+        with torch.no_grad():
+            logits[repr(size)] = (model(x), {k: v.shape for k, v in model.state_dict().items()})
+    (int_out, int_shapes), *pairs = logits.values()
+    assert int_out.shape == (1, 7)
+    for pair_out, pair_shapes in pairs:
+        assert pair_shapes == int_shapes
+        assert torch.equal(pair_out, int_out)
+
+
+def test_resnet18_accepts_the_int_size_from_the_issue():
+    with torch.device("meta"):
+        model = create("resnet18", num_classes=10, in_channels=3, input_size=224)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0].kernel_size == (7, 7)  # 224 is a large input: ImageNet stem, as for (224, 224)
+    assert [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] == [10]
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    (224, (224, 224)), ((224, 160), (224, 160)), ([28, 32], (28, 32)), (torch.Size([8, 9]), (8, 9)), (None, None),
+])
+def test_normalize_input_size_accepts_ints_pairs_and_none(given, expected):
+    size = normalize_input_size(given)
+    assert size == expected
+    assert size is None or all(type(side) is int for side in size)
+
+
+@pytest.mark.parametrize("bad", [0, -32, (224, 224, 3), (224,), "224", "224x224", True, (224, True), (0, 32),
+                                 (32, -1), 224.0, (32.0, 32.0)])
+def test_bad_input_size_names_the_option_the_value_and_what_is_accepted(bad):
+    with pytest.raises(ValueError) as error:
+        create("resnet18", num_classes=10, in_channels=3, input_size=bad)
+    message = str(error.value)
+    assert message.startswith("input_size must be an int > 0 (224 means 224x224), a (height, width) pair")
+    assert "or None for tables" in message
+    assert message.endswith(f"got {bad!r}")
 
 
 @pytest.mark.parametrize("name", ISSUE_ACTIVATIONS)

@@ -3,6 +3,8 @@
 Every builder is registered in :data:`trainlab.registry.MODELS` and called as
 ``builder(num_classes=…, in_channels=…, input_size=…, **options)``: ``in_channels`` is the number of image
 channels (or of table columns), ``input_size`` the image ``(height, width)`` or ``None`` for tables.
+:func:`create` also accepts ``input_size=224`` (meaning 224x224, as timm and torchvision do) and normalises it
+with :func:`~trainlab.models.options.normalize_input_size`, so builders only ever see a tuple or ``None``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ from trainlab.models import (  # noqa: F401  (registration)
     speedrun,
     vgg,
 )
+from trainlab.models.options import InputSize, normalize_input_size
 from trainlab.registry import MODELS
 
 __all__ = ["create"]
 
 
-def create(name: str, *, num_classes: int, in_channels: int, input_size: tuple[int, int] | None = None,
+def create(name: str, *, num_classes: int, in_channels: int, input_size: InputSize = None,
            **options: Any) -> nn.Module:
-    """Build the model registered as ``name`` for the given data shape."""
-    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, input_size=input_size, **options)
+    """Build the model registered as ``name`` for the given data shape.
+
+    ``input_size`` is normalised here, once, so every builder gets ``(height, width)`` or ``None`` whether the
+    user typed ``224``, ``(224, 224)`` or ``[224, 224]``.
+    """
+    size = normalize_input_size(input_size)
+    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, input_size=size, **options)
