@@ -28,10 +28,10 @@ import torch
 from trainlab import config as config_mod
 from trainlab import data as data_mod
 from trainlab import rundir
-from trainlab.experiments.ensemble import OOF_FILE
+from trainlab.rundir import OOF_FILE
 from trainlab.experiments.folds import fold_bundles
 from trainlab.experiments.kfold import run_kfold
-from trainlab.predict_table import to_target_scale
+from trainlab.inference.table import to_target_scale
 
 REPO = Path(__file__).resolve().parents[1]
 

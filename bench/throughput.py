@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from trainlab import config as config_mod  # noqa: E402
-from trainlab.api import build_session  # noqa: E402
+from trainlab.session import build_session  # noqa: E402
 from trainlab.data.bundle import DataBundle, DataMeta  # noqa: E402
 from trainlab.data.vision import IDX_SPECS, load_idx_dataset  # noqa: E402
 from trainlab.engine.fastpath import synchronize  # noqa: E402

@@ -32,6 +32,19 @@ def _quiet_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
+@pytest.fixture(autouse=True)
+def _library_messages_stay_per_test():
+    """``trainlab.cli.main`` routes library log records to stderr for the process; undo that after each test so a
+    test that checks a library message (with ``caplog``) never depends on a CLI test having run before it."""
+    import logging
+
+    logger = logging.getLogger("trainlab")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """``../shared/data`` beside the repository; tests using it skip cleanly when it is absent."""

@@ -79,7 +79,6 @@ def test_bad_files_and_override_syntax(tmp_path: Path) -> None:
 def test_threads_setting_applies_to_torch(tmp_path: Path) -> None:
     import torch
 
-    import trainlab
 
     before = torch.get_num_threads()
     try:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import trainlab
-from trainlab.predict_input import InputError
+from trainlab.data.images import InputError
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 
 import trainlab
 from trainlab.data.loaders import BatchTransform
-from trainlab.predict_input import load_images
+from trainlab.data.images import load_images
 
 
 @pytest.fixture(scope="module")

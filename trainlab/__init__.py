@@ -10,17 +10,14 @@ Public API::
     trainlab.load_run(run.path)
 """
 
-__version__ = "0.1.0"
-
-from trainlab import data as _data  # noqa: F401,E402  (registers datasets)
-from trainlab import losses as _losses  # noqa: F401,E402  (registers losses)
-from trainlab import models as _models  # noqa: F401,E402  (registers models)
-from trainlab import optim as _optim  # noqa: F401,E402  (registers optimizers and schedules)
-from trainlab.engine import callbacks as _callbacks  # noqa: F401,E402  (registers callbacks)
-from trainlab.api import Run, load_run, train  # noqa: E402
-from trainlab.inspect import summary  # noqa: E402
-from trainlab.models import create as create_model  # noqa: E402
-from trainlab.registry import REGISTRIES  # noqa: E402
+from trainlab import data as _data  # noqa: F401  (registers datasets and augmentations)
+from trainlab import losses as _losses  # noqa: F401  (registers losses)
+from trainlab import models as _models  # noqa: F401  (registers models)
+from trainlab import optim as _optim  # noqa: F401  (registers optimizers and schedules)
+from trainlab.api import Run, create_model, load_run, train  # also registers the callbacks
+from trainlab.inspect import summary
+from trainlab.registry import REGISTRIES
+from trainlab.version import __version__
 
 
 def list_components(kind: str) -> list[str]:

@@ -8,6 +8,7 @@ that component; those options are checked against the component's builder signat
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import typing
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from trainlab.registry import (
+    AUGMENTATIONS,
     CALLBACKS,
     DATASETS,
     LOSSES,
@@ -30,6 +32,31 @@ from trainlab.registry import (
 
 class ConfigError(ValueError):
     """A configuration problem, reported before training starts."""
+
+
+def build_augmentation(spec: Any) -> Any:
+    """One ``data.augment`` spec (``"hflip"`` or ``{"crop": {"padding": 4}}``) → its validated transform.
+
+    The transform classes live in :mod:`trainlab.data.transforms` and register in ``AUGMENTATIONS``; building them
+    here lets the config reject a bad spec before any data is loaded, without the config importing the data layer.
+    """
+    if isinstance(spec, str):
+        name, options = spec, {}
+    elif isinstance(spec, dict) and len(spec) == 1:
+        name, options = next(iter(spec.items()))
+        options = options or {}
+    else:
+        raise ValueError(f"data.augment: each entry is a name or {{name: {{options}}}}, got {spec!r}")
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"data.augment: unknown transform '{name}'; choices: {', '.join(AUGMENTATIONS.names())}")
+    cls = AUGMENTATIONS.get(name)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    if not isinstance(options, dict) or set(options) - set(allowed):
+        raise ValueError(f"data.augment: bad options {options!r} for '{name}'; options: {', '.join(allowed) or 'none'}")
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    except TypeError as err:
+        raise ValueError(f"data.augment: bad option value for '{name}' ({err}); options: {', '.join(allowed)}") from None
 
 
 class _Section(BaseModel):
@@ -57,9 +84,8 @@ class DataConfig(_NamedSection):
     @field_validator("augment")
     @classmethod
     def _known_transforms(cls, value: list[Any]) -> list[Any]:
-        from trainlab.data.transforms import parse_augment
-
-        parse_augment(value)
+        for spec in value:
+            build_augmentation(spec)
         return value
 
 

@@ -102,6 +102,7 @@ OPTIMIZERS: Registry[Callable[..., Any]] = Registry("optimizer")
 SCHEDULES: Registry[Callable[..., Any]] = Registry("schedule")
 LOSSES: Registry[Callable[..., Any]] = Registry("loss")
 CALLBACKS: Registry[Callable[..., Any]] = Registry("callback")
+AUGMENTATIONS: Registry[Callable[..., Any]] = Registry("transform")  # data.augment entries (trainlab.data.transforms)
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "models": MODELS,
@@ -110,6 +111,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "schedules": SCHEDULES,
     "losses": LOSSES,
     "callbacks": CALLBACKS,
+    "augmentations": AUGMENTATIONS,
 }
 
 

@@ -1,43 +1,128 @@
-"""A finished k-fold run used as one model: the fold models' probabilities (or values) averaged."""
+"""Reading saved runs: :class:`Run` (one run directory), :class:`KFoldRun` (fold models averaged), :func:`load_run`.
+
+Everything here works from the files ``rundir`` defines — config, data description, checkpoints — and builds
+only what it needs (the data for an evaluation, the model for a prediction); it never trains.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from trainlab import config as config_mod
 from trainlab import rundir
-from trainlab.api import Run, RunDirectory, average_outputs, build_data, model_outputs
-from trainlab.data.bundle import DataMeta
-from trainlab.data.loaders import BatchTransform, make_loader
-from trainlab.engine.metrics import MetricAccumulator
+from trainlab.engine import checkpoint
 from trainlab.engine.runtime import resolve_device
+from trainlab.inference.outputs import (Prediction, average_outputs, class_predictions, ensemble_metrics, loader_for,
+                                        predict_images)
+from trainlab.inference.table import TablePrediction, predict_table
 from trainlab.losses import build_loss
-
-KFOLD_FILE = "kfold.json"
-FOLDS_TABLE = "folds.csv"
-OOF_FILE = "oof.csv"
+from trainlab.session import build_data, build_model, build_session
 
 
 def is_kfold_run(path: str | Path) -> bool:
-    return (Path(path) / KFOLD_FILE).is_file()
+    return (Path(path) / rundir.KFOLD_FILE).is_file()
 
 
-def loader_outputs(model: nn.Module, batches: Any, task: str,
-                   tta_flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(outputs, targets)`` over one pass of a loader (flip-averaged with ``tta_flip``, as evaluation does)."""
-    pairs = [(model_outputs(model, x, task, tta_flip=tta_flip), y) for x, y in batches.epoch(0)]
-    return torch.cat([o for o, _ in pairs]).cpu(), torch.cat([y for _, y in pairs]).cpu()
+class RunDirectory:
+    """What every saved run offers, a single run or a k-fold run: its config, data description and summary, and
+    predictions from its model(s) — :meth:`load_models` is the only thing the kinds do differently here."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = rundir.require_run(path)
+        rundir.check_version(self.path)
+        self.config = config_mod.load(self.path / rundir.CONFIG_FILE)
+        self.meta = rundir.read_data_meta(self.path)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return rundir.read_summary(self.path)
+
+    def load_models(self, device: str | torch.device = "cpu") -> list[nn.Module]:
+        """The model(s) whose outputs predictions average, in eval mode."""
+        raise NotImplementedError
+
+    def predict(self, paths: Sequence[str | Path], device: str = "cpu",
+                tta: bool | None = None) -> list[Prediction] | TablePrediction:
+        """Predict image files of any size or mode, preprocessed as the training data was.
+
+        ``tta`` averages each image's logits with its left-right mirror's; None (the default) does so when the run
+        was evaluated that way (``train.tta_flip``), so predictions match its reported test metrics.
+        A run trained on a CSV table predicts a CSV file instead (``paths``: one file) and returns
+        :meth:`predict_table`'s :class:`~trainlab.inference.table.TablePrediction`.
+        """
+        preprocess = self.meta.preprocess
+        if preprocess.get("kind") == "table":
+            return self.predict_table(paths, device)
+        if preprocess.get("kind") != "image":
+            raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
+                             "predict on image files needs an image run")
+        flip = self.config.train.tta_flip if tta is None else tta
+        return predict_images(self.load_models(device), paths, self.meta, device, tta_flip=flip)
+
+    def predict_table(self, table: Any, device: str = "cpu") -> TablePrediction:
+        """Predict every row of a CSV file (or data frame) on the target's own scale, e.g. prices in dollars.
+
+        Several models (k-fold) are averaged in the model's output space: for a log target, a geometric mean.
+        """
+
+        return predict_table(self.load_models(device), table, self.meta, device)
 
 
-def loader_for(dataset: Dataset, meta: DataMeta, batch_size: int, device: torch.device) -> Any:
-    """A non-shuffled loader that prepares inputs the way training did."""
-    return make_loader(dataset, batch_size=batch_size, device=device,
-                       transform=BatchTransform.from_preprocess(meta.preprocess), shuffle=False)
+class Run(RunDirectory):
+    """A finished (or interrupted) run directory, ready to inspect, evaluate and predict with."""
+
+    def __repr__(self) -> str:
+        return f"Run('{self.path}')"
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch, as in ``metrics.csv``."""
+        path = self.path / rundir.METRICS_FILE
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+    def best_checkpoint(self) -> Path:
+        """The best checkpoint if one was saved, else the last."""
+        found = rundir.best_checkpoint(self.path)
+        if found is None:
+            raise checkpoint.CheckpointError(f"{self.path} has no complete checkpoint")
+        return found
+
+    def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The model with its best weights, in eval mode."""
+        model = build_model(self.config, self.meta)
+        model.load_state_dict(checkpoint.evaluation_weights(checkpoint.load(self.best_checkpoint())))
+        return model.to(device).eval()
+
+    def load_models(self, device: str | torch.device = "cpu") -> list[nn.Module]:
+        return [self.load_model(device)]
+
+    def test_predictions(self, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray] | None:
+        """``(targets, predicted classes)`` of the best weights on the test split (flip-averaged as the run was
+        evaluated), or None for a regression run, a dataset without a test split, or a run without checkpoint."""
+        if self.meta.task != "classification" or rundir.best_checkpoint(self.path) is None:
+            return None
+        test = build_data(self.config).test
+        if test is None:
+            return None
+        loader = loader_for(test, self.meta, self.config.train.batch_size, torch.device(device))
+        return class_predictions(self.load_model(device), loader, self.config.train.tta_flip)
+
+    def evaluate(self, split: str = "test", device: str = "auto", tta: bool | None = None) -> dict[str, float]:
+        """Metrics of the best weights on a split of the run's dataset, evaluated as training evaluated them
+        (EMA, ``train.tta_flip``); ``tta`` overrides the flip averaging."""
+        overrides: dict[str, Any] = {"train.device": device}
+        if tta is not None:
+            overrides["train.tta_flip"] = tta
+        cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides=overrides)
+        session = build_session(cfg, run_dir=None)
+        session.trainer.load_weights(checkpoint.load(self.best_checkpoint()))
+        return session.trainer.evaluate(session.loader(split), prefix=split)
 
 
 class KFoldRun(RunDirectory):
@@ -46,9 +131,9 @@ class KFoldRun(RunDirectory):
 
     def __init__(self, path: str | Path) -> None:
         if not is_kfold_run(path):
-            raise rundir.RunDirError(f"{path} is not a k-fold run (no {KFOLD_FILE})")
+            raise rundir.RunDirError(f"{path} is not a k-fold run (no {rundir.KFOLD_FILE})")
         super().__init__(path)
-        self.info = rundir.read_json(self.path / KFOLD_FILE)
+        self.info = rundir.read_json(self.path / rundir.KFOLD_FILE)
         self.folds = [Run(self.path / name) for name in self.info["completed"]]
         if not self.folds:
             raise rundir.RunDirError(f"{self.path} has no completed fold to predict with")
@@ -59,7 +144,7 @@ class KFoldRun(RunDirectory):
     @property
     def history(self) -> pd.DataFrame:
         """The per-fold table (one row per fold), as in ``folds.csv``."""
-        return pd.read_csv(self.path / FOLDS_TABLE)
+        return pd.read_csv(self.path / rundir.FOLDS_TABLE)
 
     def load_models(self, device: str | torch.device = "cpu") -> list[nn.Module]:
         return [fold.load_model(device) for fold in self.folds]
@@ -89,14 +174,6 @@ class KFoldRun(RunDirectory):
         return ensemble_metrics(models, loader, self.meta.task, loss_fn, split, tta_flip=flip)
 
 
-@torch.no_grad()
-def ensemble_metrics(models: Sequence[nn.Module], loader: Any, task: str, loss_fn: nn.Module,
-                     prefix: str, tta_flip: bool = False) -> dict[str, float]:
-    """Loss and accuracy/RMSE of averaged outputs; averaged probabilities enter the loss as log-probabilities."""
-    totals = MetricAccumulator(task, torch.device("cpu"))
-    for x, y in loader.epoch(0):
-        mean = average_outputs(models, x, task, tta_flip).cpu()
-        output = mean.clamp_min(1e-12).log() if task == "classification" else mean
-        y = y.cpu()
-        totals.update(loss_fn(output, y), output, y)
-    return totals.read(prefix)
+def load_run(path: str | Path) -> Run | KFoldRun:
+    """Open a run directory; a k-fold directory opens as a :class:`KFoldRun` (the fold models averaged)."""
+    return KFoldRun(path) if is_kfold_run(path) else Run(path)

@@ -1,4 +1,10 @@
-"""The run directory: where a run's config, data description, metrics, checkpoints and summary live."""
+"""The run directory: the one owner of trainlab's on-disk layout.
+
+Every file name a run, k-fold, search or comparison directory holds is defined here and nowhere else; so are
+the ``summary.json`` schema and its version, ``data.json``'s reading and writing, the lock that keeps one
+training process per run, and the check that refuses directories written by a newer trainlab.  Everything
+trainlab writes for later readers goes through :mod:`trainlab.atomic` (temporary file, fsync, rename).
+"""
 
 from __future__ import annotations
 
@@ -13,14 +19,60 @@ from typing import Any, Iterator
 
 import torch
 
+from trainlab import atomic
 from trainlab.config import RunConfig, dump_yaml
+from trainlab.data.bundle import DataMeta
+from trainlab.engine import checkpoint
+from trainlab.version import __version__
 
-CONFIG_FILE = "config.yaml"
-DATA_FILE = "data.json"
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.csv"
-CHECKPOINT_DIR = "checkpoints"
+# A single run: ``<out>/<name>/``.
+CONFIG_FILE = "config.yaml"  # the resolved config, loadable by ``trainlab train -c``
+DATA_FILE = "data.json"  # DataMeta: task, input shape, classes, the preprocessing predict applies
+SUMMARY_FILE = "summary.json"  # SUMMARY_SCHEMA below
+METRICS_FILE = "metrics.csv"  # one row per epoch
+CURVES_FILE = "curves.png"
+REPORT_FILE = "report.html"
+CHECKPOINT_DIR = "checkpoints"  # checkpoints/{last,best}-<step>/ in the format of trainlab.engine.checkpoint
 LOCK_FILE = ".lock"
+# A k-fold run: the base config, data.json and summary.json above, plus these and one run per fold (fold-N/).
+KFOLD_FILE = "kfold.json"
+FOLD_FILE = "fold.json"  # inside fold-N/: which examples the fold validated on
+FOLDS_TABLE = "folds.csv"
+OOF_FILE = "oof.csv"
+# A search directory.
+SEARCH_FILE = "search.json"
+TRIALS_FILE = "trials.csv"
+SEARCH_PLOT_FILE = "search.png"
+BEST_CONFIG_FILE = "best.yaml"
+# A comparison directory.
+COMPARE_PLOT_FILE = "compare.png"
+COMPARE_TABLE_FILE = "compare.csv"
+COMPARE_DIFF_FILE = "config_diff.csv"
+COMPARE_PAGE_FILE = "compare.html"
+
+# summary.json carries ``"schema": SUMMARY_SCHEMA``; files without the key were written by trainlab 0.1.0 before
+# the key existed and have the same layout (schema 1).  Bump it when a key changes meaning or disappears, and
+# teach :func:`read_summary` to read the older schema or to refuse it naming the version.
+SUMMARY_SCHEMA = 1
+SUMMARY_KEYS = {
+    "schema": "int: SUMMARY_SCHEMA",
+    "status": "running | completed | interrupted | crashed | failed",
+    "stop_reason": "str | null: why training stopped early",
+    "error": "str: the exception, when status is crashed",
+    "model": "str", "data": "str", "task": "classification | regression", "params": "int",
+    "seed": "int", "batch_size": "int", "device": "str", "threads": "int", "precision": "str",
+    "versions": "{trainlab, torch, python}",
+    "epochs_completed": "int", "steps": "int",
+    "train_seconds": "float", "wall_seconds": "float: summed over resumes",
+    "final": "the last metrics.csv row", "best": "{metric: {value, epoch}}",
+    "test": "{test_loss, test_acc | test_rmse}: the best checkpoint's test metrics",
+    "test_checkpoint": "str: the checkpoint those test metrics come from",
+    "fastpath": "speed settings the run used", "tflops": "float", "mfu": "float (GPUs of known peak)",
+    # k-fold directories write the same file with these keys besides status, model, data, task, seed, versions,
+    # wall_seconds, best (epoch null), epochs_completed and test (the fold ensemble's):
+    "kind": "kfold (absent for a single run)", "folds": "int", "completed_folds": "int",
+    "mean": "{metric: mean over completed folds}", "std": "{metric: sample std over completed folds}",
+}
 
 
 class RunDirError(RuntimeError):
@@ -83,10 +135,8 @@ def exclusive(run_dir: Path) -> Iterator[None]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    """Write JSON atomically and durably (temporary file, fsync, rename)."""
+    atomic.write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def read_json(path: Path) -> Any:
@@ -96,12 +146,44 @@ def read_json(path: Path) -> Any:
 
 
 def save_config(run_dir: Path, cfg: RunConfig) -> None:
-    dump_yaml(cfg, run_dir / CONFIG_FILE)
+    with atomic.atomic_path(run_dir / CONFIG_FILE) as tmp:
+        dump_yaml(cfg, tmp)
+
+
+def write_data_meta(run_dir: Path, meta: DataMeta) -> None:
+    write_json(run_dir / DATA_FILE, meta.to_dict())
+
+
+def read_data_meta(run_dir: Path) -> DataMeta:
+    return DataMeta.from_dict(read_json(run_dir / DATA_FILE))
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Write ``summary.json`` stamped with :data:`SUMMARY_SCHEMA` (keys documented in :data:`SUMMARY_KEYS`)."""
+    write_json(run_dir / SUMMARY_FILE, {"schema": SUMMARY_SCHEMA, **summary})
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """``summary.json`` of a run written by this or an older trainlab (a file without ``schema`` is schema 1)."""
+    summary = read_json(run_dir / SUMMARY_FILE)
+    schema = summary.get("schema", 1) if isinstance(summary, dict) else None
+    if schema != SUMMARY_SCHEMA:
+        raise RunDirError(f"{run_dir / SUMMARY_FILE} has summary schema {schema}; this trainlab {__version__} "
+                          f"reads schema {SUMMARY_SCHEMA}")
+    return summary
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINT_DIR
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The best checkpoint if one was saved, else the last, else None: the weights eval and predict use."""
+    ckpt_dir = checkpoint_dir(run_dir)
+    return checkpoint.latest(ckpt_dir, "best") or checkpoint.latest(ckpt_dir, "last")
 
 
 def versions() -> dict[str, str]:
-    from trainlab import __version__
-
     return {"trainlab": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
@@ -125,8 +207,6 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def check_version(run_dir: Path) -> None:
     """Refuse a run directory written by a newer trainlab, whose files this version may misread."""
-    from trainlab import __version__
-
     path = run_dir / SUMMARY_FILE
     written_by = json.loads(path.read_text()).get("versions", {}).get("trainlab") if path.is_file() else None
     if written_by and _version_tuple(written_by) > _version_tuple(__version__):

@@ -10,8 +10,8 @@ safetensors files and trainlab's own run and checkpoint directories never involv
 
 from __future__ import annotations
 
+import logging
 import pickle
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,8 +19,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from trainlab import rundir
 from trainlab.engine import checkpoint
 from trainlab.engine.checkpoint import CheckpointError
+
+logger = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 # Keys under which common training scripts nest the weights of a saved dict.
@@ -43,16 +46,13 @@ def read_weights(source: str | Path, trust_pickle: bool = False) -> dict[str, to
 
 
 def _from_directory(path: Path) -> dict[str, torch.Tensor]:
-    from trainlab.api import best_checkpoint_path
-    from trainlab.engine.trainer import evaluation_weights
-
     if (path / checkpoint.MANIFEST_FILE).is_file():
         return checkpoint.load(path).model
-    found = best_checkpoint_path(path)
+    found = rundir.best_checkpoint(path)
     if found is None:
         raise CheckpointError(f"train.init_from: {path} is neither a checkpoint directory nor a run directory "
                               "with a complete checkpoint")
-    return evaluation_weights(checkpoint.load(found))
+    return checkpoint.evaluation_weights(checkpoint.load(found))
 
 
 def _from_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -79,7 +79,7 @@ def _from_pickle(path: Path, trust_pickle: bool) -> Any:
         raise CheckpointError(f"{path} cannot be read as a PyTorch file ({type(err).__name__}: {_first_line(err)})") from None
     message = f"loading {path} with full unpickling (--trust-pickle): this runs any code the file contains"
     warnings.warn(message, UserWarning, stacklevel=3)
-    print(f"warning: {message}", file=sys.stderr)
+    logger.warning(message)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
@@ -120,6 +120,6 @@ def init_model(model: nn.Module, source: str | Path, trust_pickle: bool = False)
     model.load_state_dict(usable, strict=False)
     skipped = sorted(set(own) - set(usable))
     if skipped:
-        print(f"notice: init_from {source}: kept the fresh initialization of {len(skipped)} tensor(s) "
-              f"({', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''})", file=sys.stderr)
+        logger.info("init_from %s: kept the fresh initialization of %d tensor(s) (%s%s)", source, len(skipped),
+                    ", ".join(skipped[:4]), " ..." if len(skipped) > 4 else "")
     return skipped

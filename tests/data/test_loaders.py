@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -60,11 +62,14 @@ def test_resume_mid_epoch_continues_the_same_batches(augment) -> None:
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_per_image_transforms_pick_the_dataloader_with_a_notice(capsys) -> None:
-    loader = make_loader(_data(), batch_size=8, device=CPU, transform=TRANSFORM, shuffle=True, augment=["rotation"])
+def test_per_image_transforms_pick_the_dataloader_with_a_notice(caplog, capsys) -> None:
+    with caplog.at_level(logging.INFO, logger="trainlab"):
+        loader = make_loader(_data(), batch_size=8, device=CPU, transform=TRANSFORM, shuffle=True,
+                             augment=["rotation"])
     assert isinstance(loader, TorchLoader)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "rotation" in err and "DataLoader" in err
+    notices = [r.getMessage() for r in caplog.records if r.name == "trainlab.data.loaders"]
+    assert len(notices) == 1 and "rotation" in notices[0] and "DataLoader" in notices[0]
+    assert capsys.readouterr().err == ""  # the library logs; only the CLI prints
     with pytest.raises(ValueError, match="data.loader=torch"):
         make_loader(_data(), batch_size=8, device=CPU, transform=TRANSFORM, kind="device", augment=["rotation"])
 

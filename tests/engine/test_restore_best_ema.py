@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainlab import config as config_mod
-from trainlab.api import build_session
+from trainlab.session import build_session
 from trainlab.engine.callbacks.base import Callback
 
 SETTINGS = {"data.name": "digits", "model.name": "mlp", "train.batch_size": 256, "train.device": "cpu",

@@ -61,18 +61,20 @@ def test_other_runnable_reads_linux_run_queue_without_counting_itself(monkeypatc
     assert runtime.other_runnable() is None
 
 
-def test_a_busy_machine_run_prints_the_notice_and_records_its_threads(machine, tmp_path: Path, capsys) -> None:
+def test_a_busy_machine_run_logs_the_notice_and_records_its_threads(machine, tmp_path: Path, caplog) -> None:
     import json
+    import logging
 
     import trainlab
 
     before = torch.get_num_threads()
     machine(cores=2, load=3.0, default=2)
     try:
-        run = trainlab.train(epochs=1, out=tmp_path, name="busy",
-                             overrides={"model.width": 4, "callbacks.progress.style": "none"})
+        with caplog.at_level(logging.INFO, logger="trainlab"):
+            run = trainlab.train(epochs=1, out=tmp_path, name="busy",
+                                 overrides={"model.width": 4, "callbacks.progress.style": "none"})
     finally:
         torch.set_num_threads(before)
-    assert "notice: the CPU is busy (3 other runnable thread(s) on 2 cores): training with 1 torch thread(s) " \
-        "instead of 2" in capsys.readouterr().err
+    assert "the CPU is busy (3 other runnable thread(s) on 2 cores): training with 1 torch thread(s) " \
+        "instead of 2" in caplog.text
     assert json.loads((run.path / "summary.json").read_text())["threads"] == 1

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from trainlab import config as config_mod
-from trainlab.experiments.ensemble import KFoldRun
+from trainlab.run import KFoldRun
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "house-prices.yaml"
 

@@ -12,7 +12,7 @@ import torch
 
 from trainlab import load_run
 from trainlab.data.loaders import BatchTransform
-from trainlab.experiments.ensemble import KFoldRun
+from trainlab.run import KFoldRun
 from trainlab.experiments.kfold import KFoldResult, run_kfold
 from tests.experiments.conftest import tiny_config
 
@@ -106,7 +106,7 @@ def test_regression_kfold_uses_plain_folds(tmp_path: Path, regression_data: str)
 
 
 def test_out_of_fold_predictions_are_flip_averaged_like_the_folds_validation(tmp_path: Path) -> None:
-    from trainlab.api import build_data
+    from trainlab.session import build_data
     from trainlab.experiments.folds import pooled
 
     result = run_kfold(tiny_config(tmp_path, **{"train.name": "tta", "train.tta_flip": True}), 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trainlab.experiments.submission import write_submission
+from trainlab.inference.submission import write_submission
 
 
 def test_writes_id_and_target_columns(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from torch.utils.data import TensorDataset
 import trainlab
 from tests.reliability.helpers import QUIET
 from trainlab import rundir
-from trainlab.api import TrainingFailed, build_data
+from trainlab.api import TrainingFailed
+from trainlab.session import build_data
 from trainlab.config import load as load_config
 from trainlab.engine import autobatch, checkpoint
 from trainlab.engine.autobatch import BatchSizeError, find_batch_size, largest_fitting

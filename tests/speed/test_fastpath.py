@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from trainlab import config as config_mod
-from trainlab.api import build_session
+from trainlab.session import build_session
 from trainlab.config import ConfigError
 from trainlab.engine import fastpath
 from trainlab.engine.callbacks.nan_guard import NanGuard

@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from trainlab.cli.common import EXPECTED_ERRORS, fail
+from trainlab.cli.common import EXPECTED_ERRORS, fail, show_library_messages
 
 COMMAND_MODULES = ("train", "evaluate", "listing", "summary", "data", "schedule", "lr_find", "experiments")
 
@@ -31,7 +31,7 @@ quick start:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainlab", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    from trainlab import __version__
+    from trainlab.version import __version__
 
     parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    show_library_messages()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -71,7 +71,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> tuple[Any, Any]:
     from trainlab import config as config_mod
-    from trainlab.api import build_data
+    from trainlab.session import build_data
 
     cfg = config_mod.load(flags={"data": args.name}, overrides=args.overrides)
     bundle = build_data(cfg)

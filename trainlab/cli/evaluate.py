@@ -10,14 +10,14 @@ from rich.table import Table
 
 from trainlab.api import load_run
 from trainlab.cli.common import HelpFormatter, console
-from trainlab.predict_table import TablePrediction
-from trainlab.rundir import find_runs
+from trainlab.inference.table import TablePrediction
+from trainlab.engine.metrics import format_metric
+from trainlab.rundir import SUMMARY_FILE, find_runs, read_summary
 
 
 def print_metrics(label: str, metrics: dict[str, float]) -> None:
     """One line: ``test: test_loss 0.0460  test_acc 99.16%``."""
-    parts = [f"{k} {v:.2%}" if k.endswith("_acc") else f"{k} {v:.4g}" for k, v in metrics.items()]
-    console.print(f"{label}: " + "  ".join(parts))
+    console.print(f"{label}: " + "  ".join(f"{k} {format_metric(k, v)}" for k, v in metrics.items()))
 
 
 TABLE_ROWS = 10  # rows of a table prediction shown in the terminal
@@ -126,7 +126,7 @@ def _best_cell(summary: dict) -> str:
     for key in ("val_acc", "val_rmse", "val_loss", "train_acc", "train_loss"):
         if key in best:
             value = best[key]["value"]
-            return f"{key} {value:.2%}" if key.endswith("_acc") else f"{key} {value:.4g}"
+            return f"{key} {format_metric(key, value)}"
     return "-"
 
 
@@ -137,11 +137,9 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     table = Table("name", "model", "data", "best", "test", "epochs", "time", "status")
     for path in runs:
-        summary_path = path / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        summary = read_summary(path) if (path / SUMMARY_FILE).is_file() else {}
         test = summary.get("test", {})
-        test_cell = next((f"{v:.2%}" if k.endswith("_acc") else f"{v:.4g}" for k, v in test.items()
-                          if not k.endswith("_loss")), "-")
+        test_cell = next((format_metric(k, v) for k, v in test.items() if not k.endswith("_loss")), "-")
         table.add_row(path.name, summary.get("model", "?"), summary.get("data", "?"), _best_cell(summary), test_cell,
                       str(summary.get("epochs_completed", "-")), f"{summary.get('wall_seconds', 0):.1f}s",
                       summary.get("status", "?"))

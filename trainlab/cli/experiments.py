@@ -13,7 +13,9 @@ import pandas as pd
 from rich.table import Table
 
 from trainlab import config as config_mod
+from trainlab import rundir
 from trainlab.cli.common import HelpFormatter, console
+from trainlab.engine.metrics import format_metric
 
 DEFAULT_FOLDS = 5
 
@@ -141,7 +143,7 @@ def _quiet_by_default(cfg: config_mod.RunConfig) -> config_mod.RunConfig:
 
 def _cell(key: str, value: Any) -> str:
     if isinstance(value, float):
-        return "-" if math.isnan(value) else (f"{value:.2%}" if key.endswith("_acc") else f"{value:.4g}")
+        return "-" if math.isnan(value) else format_metric(key, value)
     return "-" if value is None else str(value)
 
 
@@ -195,7 +197,7 @@ def run_kfold_cmd(args: argparse.Namespace) -> int:
         console.print("\n[yellow]interrupted[/] before any fold started")
         return 130
     except KFoldComplete as done:
-        _print_kfold(done.path, pd.read_csv(done.path / "folds.csv"))
+        _print_kfold(done.path, pd.read_csv(done.path / rundir.FOLDS_TABLE))
         console.print(str(done))
         return 0
     return _print_kfold(result.path, result.table)
@@ -214,7 +216,6 @@ def _resume_flags(args: argparse.Namespace) -> dict[str, Any]:
 def _print_kfold(path: Path, table: pd.DataFrame) -> int:
     """The per-fold table, mean ± std and ensemble metrics of a finished k-fold directory; exit 1 if not all
     folds completed."""
-    from trainlab import rundir
 
     summary = rundir.read_json(path / rundir.SUMMARY_FILE)
     mean, std = summary.get("mean", {}), summary.get("std", {})
@@ -229,7 +230,8 @@ def _print_kfold(path: Path, table: pd.DataFrame) -> int:
 
 
 def run_search_cmd(args: argparse.Namespace) -> int:
-    from trainlab.experiments.search import BEST_FILE, PLOT_FILE, TRIALS_FILE, run_search
+    from trainlab.experiments.search import run_search
+    from trainlab.rundir import BEST_CONFIG_FILE, SEARCH_PLOT_FILE, TRIALS_FILE
     from trainlab.experiments.space import load_space
 
     cfg = _quiet_by_default(_load_config(args))
@@ -253,13 +255,14 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         return 1
     console.print(f"best {args.metric} {_cell(args.metric, result.best_value)} with "
                   + "  ".join(f"{k}={v}" for k, v in result.best.items()))
-    console.print(f"results in [bold]{directory}[/]: {TRIALS_FILE}, {PLOT_FILE}, {BEST_FILE} "
-                  f"(train it: trainlab train -c {directory / BEST_FILE})")
+    console.print(f"results in [bold]{directory}[/]: {TRIALS_FILE}, {SEARCH_PLOT_FILE}, {BEST_CONFIG_FILE} "
+                  f"(train it: trainlab train -c {directory / BEST_CONFIG_FILE})")
     return 0
 
 
 def run_compare_cmd(args: argparse.Namespace) -> int:
-    from trainlab.experiments.compare import PAGE_FILE, compare
+    from trainlab.experiments.compare import compare
+    from trainlab.rundir import COMPARE_PAGE_FILE
 
     result = compare(args.runs, args.out)
     columns = [c for c in result.table.columns if c in ("run", "status", "epochs", "params", "train_seconds",
@@ -269,7 +272,7 @@ def run_compare_cmd(args: argparse.Namespace) -> int:
         console.print("the configs are identical (apart from name and output directory)")
     else:
         print_frame(result.diff, title="config differences")
-    console.print(f"figure, tables and page in [bold]{result.out}[/] (open {result.out / PAGE_FILE})")
+    console.print(f"figure, tables and page in [bold]{result.out}[/] (open {result.out / COMPARE_PAGE_FILE})")
     return 0
 
 

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainlab.api import build_session
+    from trainlab.session import build_session
     from trainlab.engine.lr_finder import find_lr
 
     cfg = load_config(args, [f"train.device={args.device}"] if args.device else [])

@@ -45,7 +45,7 @@ def load_config(args: argparse.Namespace, extra: list[str] | None = None) -> Run
 
 def train_batches(cfg: RunConfig) -> int:
     """Batches per training epoch of the configured dataset (builds the dataset, not the model)."""
-    from trainlab.api import build_data
+    from trainlab.session import build_data
 
     bundle = build_data(cfg)
     if cfg.train.batch_size == "auto":

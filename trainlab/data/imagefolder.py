@@ -9,7 +9,7 @@ resizing), stored as uint8 in memory, and normalized with the training split's o
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,8 +18,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, channel_stats, tensor_splits
-from trainlab.predict_input import InputError, load_image
+from trainlab.data.images import InputError, load_image
 from trainlab.registry import DATASETS
+
+logger = logging.getLogger(__name__)
 
 VAL_NAMES = ("val", "valid", "validation")
 
@@ -155,7 +157,7 @@ def imagefolder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = 
         raise ValueError("\n  ".join([f"imagefolder: {len(report.bad)} unreadable file(s) in {report.root}:", *report.bad])
                          + "\nremove them, or set data.skip_bad=true to skip them (see `trainlab data check DIR`)")
     if report.bad:
-        print(f"notice: imagefolder skipped {len(report.bad)} unreadable file(s) in {report.root}", file=sys.stderr)
+        logger.info("imagefolder skipped %d unreadable file(s) in %s", len(report.bad), report.root)
     x, y = arrays["train"]
     if len(y) == 0:
         raise ValueError(f"imagefolder: no readable training images under {report.splits['train']}")

@@ -15,13 +15,15 @@ the batched path and ``(seed, epoch, sample)`` per image, so it too continues ex
 
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from trainlab.data.transforms import Augmentation, batch_generator, mix_seed
+
+logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -182,8 +184,8 @@ def make_loader(data: Dataset, *, batch_size: int, device: torch.device, transfo
     if kind == "device" and not isinstance(data, TensorDataset):
         raise ValueError("data.loader=device needs an in-memory dataset; use data.loader=torch or auto")
     if kind == "auto" and pipeline is not None and pipeline.per_sample:
-        print(f"notice: data.augment {', '.join(pipeline.per_sample)} run(s) per image with torchvision; "
-              "using the DataLoader path instead of the device loader", file=sys.stderr)
+        logger.info("data.augment %s run(s) per image with torchvision; using the DataLoader path instead of the "
+                    "device loader", ", ".join(pipeline.per_sample))
         kind = "torch"
     if kind in ("auto", "device") and isinstance(data, TensorDataset):
         return DeviceLoader(data, batch_size, device, transform, shuffle=shuffle, seed=seed, augment=pipeline)

@@ -13,13 +13,15 @@ so an epoch's augmentation is reproducible and a run resumed mid-epoch continues
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from trainlab.config import build_augmentation
+from trainlab.registry import AUGMENTATIONS
 
 Stage = Literal["raw", "normalized"]
 
@@ -275,32 +277,13 @@ TRANSFORMS: dict[str, type[Transform]] = {
     "normalize": Normalize, "rotation": Rotation, "color_jitter": ColorJitter, "grayscale": Grayscale,
     "resized_crop": ResizedCrop,
 }
-
-
-def build_transform(spec: Any) -> Transform:
-    """One spec (``"hflip"`` or ``{"crop": {"padding": 4}}``) → a validated transform."""
-    if isinstance(spec, str):
-        name, options = spec, {}
-    elif isinstance(spec, dict) and len(spec) == 1:
-        name, options = next(iter(spec.items()))
-        options = options or {}
-    else:
-        raise ValueError(f"data.augment: each entry is a name or {{name: {{options}}}}, got {spec!r}")
-    if name not in TRANSFORMS:
-        raise ValueError(f"data.augment: unknown transform '{name}'; choices: {', '.join(TRANSFORMS)}")
-    cls = TRANSFORMS[name]
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    if not isinstance(options, dict) or set(options) - set(allowed):
-        raise ValueError(f"data.augment: bad options {options!r} for '{name}'; options: {', '.join(allowed) or 'none'}")
-    try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
-    except TypeError as err:
-        raise ValueError(f"data.augment: bad option value for '{name}' ({err}); options: {', '.join(allowed)}") from None
+for _name, _cls in TRANSFORMS.items():
+    AUGMENTATIONS.add(_name, _cls)
 
 
 def parse_augment(specs: Sequence[Any] | None) -> list[Transform]:
     """Validate a whole ``data.augment`` list (used by the config, so mistakes fail before loading data)."""
-    return [build_transform(spec) for spec in specs or []]
+    return [build_augmentation(spec) for spec in specs or []]
 
 
 class Augmentation:

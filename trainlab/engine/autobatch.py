@@ -8,8 +8,8 @@ afterwards, so probing never changes what training starts from.
 
 from __future__ import annotations
 
+import logging
 import copy
-import sys
 from typing import Any
 
 import torch
@@ -17,6 +17,8 @@ from torch import nn
 
 from trainlab.data.bundle import DataMeta
 from trainlab.data.loaders import BatchTransform, make_loader
+
+logger = logging.getLogger(__name__)
 
 
 class BatchSizeError(ValueError):
@@ -91,5 +93,5 @@ def find_batch_size(model: nn.Module, loss_fn: nn.Module, dataset: Any, meta: Da
                              "or input size, or another device")
     limit = "the training-set size" if cap == len(dataset) else "train.max_batch_size"
     note = f" (capped by {limit})" if size == cap else ""
-    print(f"batch_size=auto: using {size}{note}", file=sys.stderr)
+    logger.info("batch_size=auto: using %d%s", size, note)
     return size

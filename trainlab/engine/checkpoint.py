@@ -29,6 +29,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from trainlab import atomic
+
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
@@ -50,27 +52,18 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def evaluation_weights(ckpt: Checkpoint) -> dict[str, torch.Tensor]:
+    """The weights a run is judged by: its EMA average when it kept one, else the trained weights."""
+    ema_state = ckpt.state.get("ema")
+    return ema_state["weights"] if ema_state else ckpt.model
 
 
 def _weights_for_safetensors(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -103,28 +96,22 @@ def _write(directory: Path, final: Path, model: dict[str, torch.Tensor], state: 
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{kind}-", dir=directory))
     try:
         save_file(_weights_for_safetensors(model), str(tmp / MODEL_FILE))
-        _fsync_file(tmp / MODEL_FILE)
         with open(tmp / STATE_FILE, "wb") as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _fsync_write(tmp / META_FILE, json.dumps(meta, indent=2, default=str).encode())
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
                  for name in (MODEL_FILE, STATE_FILE, META_FILE)}
-        _fsync_write(tmp / MANIFEST_FILE, json.dumps({"files": files}, indent=2).encode())
-        _fsync_dir(tmp)
+        (tmp / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=2))
+        for name in (MODEL_FILE, STATE_FILE, META_FILE, MANIFEST_FILE):
+            atomic.fsync_file(tmp / name)
+        atomic.fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(directory)
+        atomic.fsync_dir(directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 def verify(path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from trainlab.engine.outputs import prediction_logits
 from trainlab.engine.runtime import rng_restore, rng_snapshot
 
 
@@ -74,7 +75,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Modul
             group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
         output = model(x)
-        loss = loss_fn(output[0] if isinstance(output, (tuple, list)) else output, y)
+        loss = loss_fn(prediction_logits(output), y)
         loss.backward()
         optimizer.step()
         value = float(loss.detach())

@@ -44,3 +44,14 @@ class MetricAccumulator:
     def load_state_dict(self, data: dict[str, Any]) -> None:
         self.sums = data["sums"].to(self.device)
         self.count = data["count"]
+
+
+def format_metric(key: str, value: float) -> str:
+    """One metric value as people read it: accuracies as percentages, anything else to 4 significant digits."""
+    return f"{value:.2%}" if key.endswith("_acc") else f"{value:.4g}"
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """``train_loss 0.312  train_acc 91.2%  …``, leaving out bookkeeping columns (epoch, time, rate, lr)."""
+    return "  ".join(f"{key} {format_metric(key, value)}" for key, value in metrics.items()
+                     if key not in ("epoch", "seconds", "examples_per_s", "lr"))

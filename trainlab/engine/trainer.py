@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from trainlab.engine.callbacks.base import Callback
 from trainlab.engine.ema import WeightEMA
 from trainlab.engine.fastpath import synchronize
 from trainlab.engine.metrics import MetricAccumulator
+from trainlab.engine.outputs import evaluation_logits, prediction_logits, probabilities
 from trainlab.engine.runtime import rng_restore, rng_snapshot
 from trainlab.engine.state import TrainState
 from trainlab.engine.step import StepRecipe, mixed_loss
@@ -25,7 +26,9 @@ HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_f
 class Trainer:
     """Trains ``model`` with ``optimizer`` and a per-step ``schedule`` on the loaders' batches.
 
-    ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.  ``recipe`` holds
+    ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.  Callbacks see the
+    trainer as a :class:`~trainlab.engine.callbacks.base.TrainerView`.  ``run_dir`` is where callbacks write run
+    files and ``checkpoint_dir`` where :meth:`save_checkpoint` writes (both None when nothing is saved).  ``recipe`` holds
     the per-update knobs (clipping, accumulation, penalty, mixing, EMA); the schedule steps once per update.
     With an EMA, evaluation and prediction use the averaged weights (:attr:`eval_model`); with ``tta_flip`` they
     average the logits of each image and its left-right mirror.
@@ -34,18 +37,23 @@ class Trainer:
     def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, optimizer: torch.optim.Optimizer,
                  schedule: Any, loss_fn: nn.Module, *, task: str, epochs: int, device: torch.device,
                  autocast_dtype: torch.dtype | None = None, callbacks: dict[str, Callback] | None = None,
-                 log_every: int = 20, run_dir: Path | None = None, recipe: StepRecipe | None = None,
-                 tta_flip: bool = False) -> None:
+                 log_every: int = 20, run_dir: Path | None = None, checkpoint_dir: Path | None = None,
+                 recipe: StepRecipe | None = None, tta_flip: bool = False) -> None:
         self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
         self.train_loader, self.val_loader = train_loader, val_loader
         self.task, self.device, self.autocast_dtype, self.log_every = task, device, autocast_dtype, log_every
-        self.run_dir, self.tta_flip = run_dir, tta_flip
+        self.run_dir, self.checkpoint_dir, self.tta_flip = run_dir, checkpoint_dir, tta_flip
         self.recipe = recipe or StepRecipe()
         self.ema = WeightEMA(model, self.recipe.ema) if self.recipe.ema else None
         self.callbacks = dict(sorted((callbacks or {}).items(), key=lambda item: item[1].order))
         self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
         self.state = TrainState(epochs=epochs, steps_per_epoch=len(train_loader))
         self._train_metrics = MetricAccumulator(task, device)
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per training batch."""
+        return self.train_loader.batch_size
 
     @property
     def eval_model(self) -> nn.Module:
@@ -97,7 +105,7 @@ class Trainer:
         self.scaler.scale(objective / group).backward()
         if position + 1 == group:
             self._update()
-        self._train_metrics.update(loss, _logits(output), y)
+        self._train_metrics.update(loss, prediction_logits(output), y)
         s.step += 1
         s.batch_in_epoch += 1
         s.last_loss = loss.detach()
@@ -153,8 +161,8 @@ class Trainer:
         outputs = []
         for x in batches:
             with self.autocast():
-                out = self.eval_logits(model, x.to(self.device)).float()
-            outputs.append(out.softmax(dim=1) if self.task == "classification" else out.reshape(-1))
+                out = self.eval_logits(model, x.to(self.device))
+            outputs.append(probabilities(out, self.task))
         return torch.cat(outputs).cpu()
 
     def eval_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -207,13 +215,13 @@ class Trainer:
             param.grad = None if grad is None else grad.to(param.device)
 
     def save_checkpoint(self, kind: str, keep: int = 1, extra_meta: dict[str, Any] | None = None) -> Path:
-        """Atomically write the model and trainer state under ``run_dir/checkpoints``."""
-        if self.run_dir is None:
-            raise RuntimeError("this trainer has no run directory to save checkpoints in")
+        """Atomically write the model and trainer state into the checkpoint directory."""
+        if self.checkpoint_dir is None:
+            raise RuntimeError("this trainer has no checkpoint directory to save checkpoints in")
         s = self.state
         meta = {"kind": kind, "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
                 "metrics": s.metrics, **(extra_meta or {})}
-        return checkpoint.save(self.run_dir / "checkpoints", kind, s.step, self.model.state_dict(),
+        return checkpoint.save(self.checkpoint_dir, kind, s.step, self.model.state_dict(),
                                self.state_dict(), meta, keep=keep)
 
     def resume(self, path: Path) -> None:
@@ -241,25 +249,5 @@ class Trainer:
             self.ema.load_state_dict(snapshot["ema"])
 
 
-def evaluation_weights(ckpt: checkpoint.Checkpoint) -> dict[str, torch.Tensor]:
-    """The weights a run is judged by: its EMA average when it kept one, else the trained weights."""
-    ema_state = ckpt.state.get("ema")
-    return ema_state["weights"] if ema_state else ckpt.model
-
-
-def evaluation_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False) -> torch.Tensor:
-    """``model``'s prediction logits for ``x``; with ``tta_flip`` and image batches ``(N, C, H, W)``, the mean of the
-    logits of the images and their left-right mirrors.  Validation, test metrics and ``predict`` all use this."""
-    output = _logits(model(x))
-    if tta_flip and x.dim() == 4:
-        output = (output + _logits(model(x.flip(-1)))) / 2
-    return output
-
-
 def _cpu_copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: t.detach().to("cpu", copy=True) for name, t in weights.items()}
-
-
-def _logits(output: Any) -> torch.Tensor:
-    """Models may return extra outputs in training (auxiliary heads); the first is the prediction."""
-    return output[0] if isinstance(output, Sequence) and not isinstance(output, torch.Tensor) else output

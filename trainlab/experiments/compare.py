@@ -18,10 +18,6 @@ from trainlab.config import flatten
 from trainlab.report.html import png_data_uri, page, table as html_table
 from trainlab.report.plots import plot_compare
 
-PLOT_FILE = "compare.png"
-TABLE_FILE = "compare.csv"
-DIFF_FILE = "config_diff.csv"
-PAGE_FILE = "compare.html"
 IGNORED_KEYS = ("train.name", "train.out")  # differ between any two runs and say nothing about them
 
 
@@ -112,10 +108,10 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None) -> Compa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     histories = {n: _history(r) for n, r in zip(names, runs)}
-    plot_compare(histories, out / PLOT_FILE)
-    table.to_csv(out / TABLE_FILE, index=False)
-    diff.to_csv(out / DIFF_FILE, index=False)
-    (out / PAGE_FILE).write_text(_page(table, diff, out / PLOT_FILE), encoding="utf-8")
+    plot_compare(histories, out / rundir.COMPARE_PLOT_FILE)
+    table.to_csv(out / rundir.COMPARE_TABLE_FILE, index=False)
+    diff.to_csv(out / rundir.COMPARE_DIFF_FILE, index=False)
+    (out / rundir.COMPARE_PAGE_FILE).write_text(_page(table, diff, out / rundir.COMPARE_PLOT_FILE), encoding="utf-8")
     return Comparison(runs, table, diff, out)
 
 

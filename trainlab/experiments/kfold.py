@@ -30,17 +30,18 @@ import pandas as pd
 
 from trainlab import config as config_mod
 from trainlab import rundir
-from trainlab.api import Run, TrainingFailed, build_data, resume_config, train_config
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
 from trainlab.engine import checkpoint
 from trainlab.engine.runtime import resolve_device
-from trainlab.experiments.ensemble import (FOLDS_TABLE, KFOLD_FILE, OOF_FILE, KFoldRun, loader_for,
-                                           loader_outputs)
 from trainlab.experiments.folds import FoldSplit, split_folds
+from trainlab.inference.outputs import loader_for, loader_outputs
 from trainlab.report.html import write_report_safely
+from trainlab.rundir import FOLD_FILE, FOLDS_TABLE, KFOLD_FILE, OOF_FILE
+from trainlab.run import KFoldRun, Run
+from trainlab.session import build_data
+from trainlab.training import TrainingFailed, resume_config, train_config
 
-FOLD_FILE = "fold.json"
 FINISHED_FOLD = ("completed", "failed")  # a failed (diverged) fold would diverge again: it is final too
 OnFold = Callable[[int, dict[str, Any]], None]
 OnProgress = Callable[[int, int, str], None]  # (fold, folds, what happens to it)
@@ -144,7 +145,7 @@ def _finish(cfg: RunConfig, root: Path, bundle: DataBundle, folds: int, rows: li
     summary = _summary(cfg, bundle, folds, completed, mean, std, seconds)
     if completed and bundle.test is not None:
         summary["test"] = KFoldRun(root).evaluate("test", device=cfg.train.device)
-    rundir.write_json(root / rundir.SUMMARY_FILE, summary)
+    rundir.write_summary(root, summary)
     write_report_safely(root)
     return KFoldResult(root, table, mean, std)
 
@@ -233,7 +234,7 @@ def _write_status(cfg: RunConfig, root: Path, bundle: DataBundle, folds: int, st
     summary = {"kind": "kfold", "model": cfg.model.name, "data": cfg.data.name, "task": bundle.meta.task,
                "folds": folds, "completed_folds": len(done), "seed": cfg.train.seed, "status": status,
                "wall_seconds": seconds, "versions": rundir.versions()}
-    rundir.write_json(root / rundir.SUMMARY_FILE, {**summary, **({"error": error} if error else {})})
+    rundir.write_summary(root, {**summary, **({"error": error} if error else {})})
 
 
 def _oof_frame(run: Run, bundle: DataBundle, val_idx: np.ndarray, fold: int) -> pd.DataFrame:

@@ -15,11 +15,12 @@ from typing import Any, Mapping, Sequence
 
 from trainlab import config as config_mod
 from trainlab import rundir
-from trainlab.api import build_data
 from trainlab.config import ConfigError, RunConfig
-from trainlab.experiments.ensemble import FOLDS_TABLE, KFOLD_FILE, OOF_FILE, is_kfold_run
 from trainlab.experiments.folds import split_folds
 from trainlab.experiments.kfold import KFoldResult, OnFold, OnProgress, run_folds
+from trainlab.rundir import FOLDS_TABLE, KFOLD_FILE, OOF_FILE
+from trainlab.run import is_kfold_run
+from trainlab.session import build_data
 
 # Settings that may change on resume without making the folds differ from one another or from a fresh run.
 # Unlike a single run, train.epochs is not among them: the finished folds were trained for the saved count.

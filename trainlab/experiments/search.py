@@ -29,19 +29,16 @@ import pandas as pd
 
 from trainlab import config as config_mod
 from trainlab import rundir
-from trainlab.api import train_config
 from trainlab.config import ConfigError, RunConfig
 from trainlab.engine.callbacks.base import Callback
 from trainlab.experiments.kfold import sub_config
 from trainlab.experiments.space import Param, grid_size, signature
 from trainlab.report.plots import plot_search
+from trainlab.rundir import BEST_CONFIG_FILE, SEARCH_FILE, SEARCH_PLOT_FILE, TRIALS_FILE
+from trainlab.training import train_config
 
 Method = Literal["grid", "random", "tpe"]
-SEARCH_FILE = "search.json"
 JOURNAL_FILE = "study.journal"
-TRIALS_FILE = "trials.csv"
-PLOT_FILE = "search.png"
-BEST_FILE = "best.yaml"
 
 
 @dataclass
@@ -227,13 +224,13 @@ def _finish(cfg: RunConfig, space: list[Param], directory: Path, study: Any, met
     if done.empty:
         return SearchResult(directory, table, None, None)
     plot_search(done.to_dict("records"), [p.key for p in space], metric, [p.key for p in space if p.log],
-                directory / PLOT_FILE)
+                directory / SEARCH_PLOT_FILE)
     best = study.best_trial
     params = best.user_attrs.get("params") or {p.key: p.decode(best.params[p.key]) for p in space}
     tree = cfg.to_dict()
     for key, value in params.items():
         config_mod.set_dotted(tree, key, value)
-    config_mod.dump_yaml(config_mod.validate(tree), directory / BEST_FILE)
+    config_mod.dump_yaml(config_mod.validate(tree), directory / BEST_CONFIG_FILE)
     return SearchResult(directory, table, params, float(best.value))
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
+
+from trainlab import atomic
 
 
 def write_submission(ids: Sequence[Any], predictions: Sequence[Any], path: str | Path, id_col: str = "Id",
@@ -34,9 +35,8 @@ def write_submission(ids: Sequence[Any], predictions: Sequence[Any], path: str |
                          "check the model's output for NaN before submitting")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame({id_col: ids, target_col: predictions}).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        pd.DataFrame({id_col: ids, target_col: predictions}).to_csv(tmp, index=False)
     return path
 
 

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainlab.api import average_outputs
 from trainlab.data.bundle import DataMeta
 from trainlab.data.tabular import transform_table
-from trainlab.experiments.submission import write_submission
+from trainlab.inference.outputs import average_outputs
+from trainlab.inference.submission import write_submission
 
 ROW_COLUMN = "row"  # id column of the output when the run has no data.id
 

@@ -9,22 +9,22 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from trainlab import rundir
+from trainlab import atomic, rundir
+from trainlab.inspect import summary as layer_summary
 from trainlab.report import evaluation, plots
+from trainlab.run import Run
 
-if TYPE_CHECKING:
-    from trainlab.api import Session
+logger = logging.getLogger(__name__)
 
-REPORT_FILE = "report.html"
-FOLDS_TABLE = "folds.csv"  # written by trainlab.experiments.kfold
-CURVES_FILE = "curves.png"
+# (targets, predicted classes) of the best weights on the test split, handed in by whoever computed them
+Predictions = Tuple[np.ndarray, np.ndarray]
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -87,7 +87,7 @@ def _curves(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> str:
     """The run's curves.png when the plot_curves callback drew it (no second rendering), else drawn here."""
     if not history:
         return '<p class="muted">no completed epoch</p>'
-    drawn = run_dir / CURVES_FILE
+    drawn = run_dir / rundir.CURVES_FILE
     if drawn.is_file() and drawn.stat().st_mtime >= (run_dir / rundir.METRICS_FILE).stat().st_mtime:
         uri = "data:image/png;base64," + base64.b64encode(drawn.read_bytes()).decode("ascii")
     else:
@@ -110,8 +110,8 @@ def confusion_table(matrix: np.ndarray, classes: Sequence[str]) -> str:
     return f'<table class="confusion"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _confusion(run_dir: Path, session: "Session | None", classes: Sequence[str] | None) -> str | None:
-    found = evaluation.test_predictions(run_dir, session)
+def _confusion(run_dir: Path, predictions: Predictions | None, classes: Sequence[str] | None) -> str | None:
+    found = predictions if predictions is not None else Run(run_dir).test_predictions()
     if found is None:
         return None
     targets, preds = found
@@ -127,7 +127,7 @@ def _confusion(run_dir: Path, session: "Session | None", classes: Sequence[str] 
 
 def _folds(run_dir: Path, summary: Mapping[str, Any]) -> str | None:
     """For a k-fold directory: the per-fold table, mean ± std, the ensemble's test metrics, links to the folds."""
-    path = run_dir / FOLDS_TABLE
+    path = run_dir / rundir.FOLDS_TABLE
     if summary.get("kind") != "kfold" or not path.is_file():
         return None
     import pandas as pd
@@ -138,7 +138,7 @@ def _folds(run_dir: Path, summary: Mapping[str, Any]) -> str | None:
     agg = table(("metric", "mean", "std"), [(k, v, std.get(k)) for k, v in mean.items()])
     test = summary.get("test")
     ensemble = table(("metric", "fold ensemble on test"), list(test.items())) if test else ""
-    links = "".join(f'<li><a href="{html.escape(n)}/{REPORT_FILE}">{html.escape(n)}</a></li>'
+    links = "".join(f'<li><a href="{html.escape(n)}/{rundir.REPORT_FILE}">{html.escape(n)}</a></li>'
                     for n in frame["fold"].map(lambda i: f"fold-{i}"))
     return (table(list(frame.columns), frame.itertuples(index=False)) + "<h3>Over folds</h3>" + agg
             + ensemble + f"<h3>Fold reports</h3><ul>{links}</ul>")
@@ -147,21 +147,25 @@ def _folds(run_dir: Path, summary: Mapping[str, Any]) -> str | None:
 def _model_summary(run_dir: Path, summary: Mapping[str, Any]) -> str:
     """The per-layer table of :mod:`trainlab.inspect` when it is available, else the parameter count."""
     params = f"<p>{fmt(summary.get('params'))} parameters</p>" if summary.get("params") is not None else ""
+    if summary.get("kind") == "kfold":
+        return params or '<p class="muted">one model per fold: see the fold reports</p>'
     try:
-        from trainlab import inspect as inspect_mod  # optional: provided by the model-zoo work
-        from trainlab.api import Run
-
         run = Run(run_dir)
-        frame = inspect_mod.summary(run.load_model(), tuple(run.meta.input_shape))
+        frame = layer_summary(run.load_model(), tuple(run.meta.input_shape))
         return params + frame.to_html(index=False, border=0)
-    except Exception:  # noqa: BLE001  (the layer table is an extra; the count above always shows)
+    except Exception as err:  # noqa: BLE001  (the layer table is an extra; the count above always shows)
+        logger.warning("report %s: per-layer model summary unavailable: %s: %s", run_dir, type(err).__name__, err)
         return params or '<p class="muted">model summary unavailable</p>'
 
-def build_report(run_dir: Path, session: "Session | None" = None) -> str:
-    """The report page of ``run_dir`` as HTML text."""
+def build_report(run_dir: Path, predictions: Predictions | None = None) -> str:
+    """The report page of ``run_dir`` as HTML text, rendered from its files.
+
+    ``predictions`` are the best weights' test predictions when the caller has them (the end of training);
+    without them the confusion matrix is computed from the saved run (:meth:`Run.test_predictions`).
+    """
     run_dir = rundir.require_run(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
-    summary = rundir.read_json(summary_path) if summary_path.is_file() else {}
+    summary = rundir.read_summary(run_dir) if summary_path.is_file() else {}
     meta_path = run_dir / rundir.DATA_FILE
     meta = rundir.read_json(meta_path) if meta_path.is_file() else {}
     history = _history(run_dir)
@@ -173,7 +177,7 @@ def build_report(run_dir: Path, session: "Session | None" = None) -> str:
         sections += [("metrics", "Metrics", _metrics(summary)),
                      ("curves", "Training curves", _curves(run_dir, history))]
     if summary.get("status") == "completed" and meta.get("task") == "classification":
-        confusion = _confusion(run_dir, session, meta.get("classes"))
+        confusion = _confusion(run_dir, predictions, meta.get("classes"))
         if confusion is not None:
             sections.append(("confusion", "Confusion matrix and per-class accuracy", confusion))
     sections.append(("model", "Model", _model_summary(run_dir, summary)))
@@ -191,19 +195,19 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
             for row in frame.to_dict("records")]
 
-def write_report(run_dir: Path, session: "Session | None" = None) -> Path:
+def write_report(run_dir: Path, predictions: Predictions | None = None) -> Path:
     """Write ``run_dir/report.html`` atomically and return its path."""
-    text = build_report(Path(run_dir), session)
-    path = Path(run_dir) / REPORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    text = build_report(Path(run_dir), predictions)
+    path = Path(run_dir) / rundir.REPORT_FILE
+    atomic.write_text(path, text)
     return path
 
-def write_report_safely(run_dir: Path, session: "Session | None" = None) -> Path | None:
-    """:func:`write_report`, but a failure prints a warning instead of raising: the run matters more."""
+def write_report_safely(run_dir: Path, predictions: Predictions | None = None) -> Path | None:
+    """:func:`write_report` at the end of training, where the run matters more than its report: a failure is
+    logged as a warning naming the error (its traceback at debug level) instead of raised."""
     try:
-        return write_report(run_dir, session)
+        return write_report(run_dir, predictions)
     except Exception as err:  # noqa: BLE001  (any report bug must leave the finished run intact)
-        print(f"warning: {Path(run_dir) / REPORT_FILE} not written: {type(err).__name__}: {err}", file=sys.stderr)
+        logger.warning("%s not written: %s: %s", Path(run_dir) / rundir.REPORT_FILE, type(err).__name__, err)
+        logger.debug("report failure", exc_info=True)
         return None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from trainlab.engine.callbacks.base import Callback
+from trainlab import atomic, rundir
+from trainlab.engine.callbacks.base import Callback, TrainerView
+from trainlab.engine.state import TrainState
 from trainlab.registry import CALLBACKS
 from trainlab.report.plots import plot_history
 
@@ -15,11 +15,12 @@ class PlotCurves(Callback):
 
     order = 40
 
-    def __init__(self, filename: str = "curves.png") -> None:
+    def __init__(self, filename: str = rundir.CURVES_FILE) -> None:
         self.filename = filename
 
-    def on_fit_end(self, trainer: Any, state: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView, state: TrainState) -> None:
         if trainer.run_dir is not None and state.history:
-            plot_history(state.history, trainer.run_dir / self.filename)
+            with atomic.atomic_path(trainer.run_dir / self.filename) as tmp:
+                plot_history(state.history, tmp)
 
     on_interrupt = on_fit_end

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
-from typing import Any
 
-from trainlab.engine.callbacks.base import Callback
+from trainlab import atomic, rundir
+from trainlab.engine.callbacks.base import Callback, TrainerView
+from trainlab.engine.state import TrainState
 from trainlab.registry import CALLBACKS
 
 LEADING_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_rmse", "val_loss", "val_acc", "val_rmse",
@@ -19,18 +19,15 @@ class CsvLogger(Callback):
 
     order = 30
 
-    def __init__(self, filename: str = "metrics.csv") -> None:
+    def __init__(self, filename: str = rundir.METRICS_FILE) -> None:
         self.filename = filename
 
-    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, state: TrainState) -> None:
         if trainer.run_dir is None or not state.history:
             return
         keys = {k for row in state.history for k in row}
         columns = [c for c in LEADING_COLUMNS if c in keys] + sorted(keys - set(LEADING_COLUMNS))
-        path = trainer.run_dir / self.filename
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic.atomic_path(trainer.run_dir / self.filename) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(state.history)
-        os.replace(tmp, path)

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from trainlab import rundir
 from trainlab.engine import fastpath
+from trainlab.engine.state import TrainState
+from trainlab.session import Session
 
-if TYPE_CHECKING:
-    from trainlab.api import Session
 
-
-def base(session: "Session") -> dict[str, Any]:
+def base(session: Session) -> dict[str, Any]:
     """The fixed part: what was trained, where, with which versions; wall time carried over from a resume."""
     cfg = session.cfg
-    previous = session.trainer.run_dir / rundir.SUMMARY_FILE if session.trainer.run_dir else None
+    run_dir = session.trainer.run_dir
+    previous = rundir.read_summary(run_dir) if run_dir and (run_dir / rundir.SUMMARY_FILE).is_file() else {}
     return {
-        "wall_seconds": rundir.read_json(previous).get("wall_seconds", 0.0) if previous and previous.is_file() else 0.0,
+        "wall_seconds": previous.get("wall_seconds", 0.0),
         "model": cfg.model.name,
         "data": cfg.data.name,
         "task": session.bundle.meta.task,
@@ -35,7 +35,7 @@ def base(session: "Session") -> dict[str, Any]:
     }
 
 
-def write(run_dir: Path, summary: dict[str, Any], state: Any, status: str, started: float) -> None:
+def write(run_dir: Path, summary: dict[str, Any], state: TrainState, status: str, started: float) -> None:
     """Add the state of the run so far to ``summary`` and write it atomically."""
     history = state.history
     summary.update(
@@ -48,7 +48,7 @@ def write(run_dir: Path, summary: dict[str, Any], state: Any, status: str, start
         final=history[-1] if history else {},
         best=best_metrics(history),
     )
-    rundir.write_json(run_dir / rundir.SUMMARY_FILE, summary)
+    rundir.write_summary(run_dir, summary)
 
 
 def best_metrics(history: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -64,7 +64,7 @@ def best_metrics(history: Sequence[Mapping[str, float]]) -> dict[str, dict[str, 
     return best
 
 
-def performance(session: "Session") -> dict[str, float]:
+def performance(session: Session) -> dict[str, float]:
     """Achieved TFLOP/s over the completed epochs (and MFU on a GPU of known peak)."""
     state, trainer = session.trainer.state, session.trainer
     examples = trainer.train_loader.num_examples * len(state.history)

@@ -1,13 +1,10 @@
-"""Built-in callbacks, one per file, registered by name in :data:`trainlab.registry.CALLBACKS`."""
+"""The loop's own callbacks, one per file, registered by name in :data:`trainlab.registry.CALLBACKS`.
 
-from trainlab.engine.callbacks import (  # noqa: F401  (registration)
-    checkpoint,
-    csv_logger,
-    early_stopping,
-    nan_guard,
-    plot_curves,
-    progress,
-)
-from trainlab.engine.callbacks.base import Callback
+Callbacks that write run files (``csv_logger``, ``plot_curves``) belong to the run directory's users and live in
+:mod:`trainlab.training`.
+"""
 
-__all__ = ["Callback"]
+from trainlab.engine.callbacks import checkpoint, early_stopping, nan_guard, progress  # noqa: F401  (registration)
+from trainlab.engine.callbacks.base import Callback, TrainerView
+
+__all__ = ["Callback", "TrainerView"]

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from trainlab.engine.callbacks.base import Callback
+from trainlab.engine.callbacks.base import Callback, TrainerView
+from trainlab.engine.state import TrainState
 from trainlab.registry import CALLBACKS
 
 
@@ -34,11 +35,11 @@ class CheckpointCallback(Callback):
         self.best = math.inf if mode == "min" else -math.inf
         self._warned_non_finite = False
 
-    def on_batch_end(self, trainer: Any, state: Any) -> None:
+    def on_batch_end(self, trainer: TrainerView, state: TrainState) -> None:
         if self.every_steps and state.step % self.every_steps == 0 and not state.failed and not state.should_stop:
             self._save(trainer, state, "last", self.keep)
 
-    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, state: TrainState) -> None:
         if state.failed:
             return
         value = state.metrics.get(self.monitor)
@@ -48,15 +49,15 @@ class CheckpointCallback(Callback):
         if state.epoch % self.every == 0 or state.epoch == state.epochs:
             self._save(trainer, state, "last", self.keep)
 
-    def on_fit_end(self, trainer: Any, state: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView, state: TrainState) -> None:
         if not state.failed and state.batch_in_epoch:
             self._save(trainer, state, "last", self.keep)
 
-    def on_interrupt(self, trainer: Any, state: Any) -> None:
+    def on_interrupt(self, trainer: TrainerView, state: TrainState) -> None:
         if not state.failed:
             self._save(trainer, state, "last", self.keep)
 
-    def _save(self, trainer: Any, state: Any, kind: str, keep: int) -> None:
+    def _save(self, trainer: TrainerView, state: TrainState, kind: str, keep: int) -> None:
         if not weights_finite(trainer.model):
             if not self._warned_non_finite:  # once per run: every later save would repeat it
                 warnings.warn(f"checkpoint '{kind}' at step {state.step} skipped: the weights hold NaN or Inf "

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from trainlab.engine.callbacks.base import Callback
+from trainlab.engine.callbacks.base import Callback, TrainerView
+from trainlab.engine.state import TrainState
 from trainlab.registry import CALLBACKS
 
 
@@ -37,7 +38,7 @@ class EarlyStopping(Callback):
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
-    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, state: TrainState) -> None:
         if self.monitor not in state.metrics:
             raise KeyError(f"early_stopping monitors '{self.monitor}' but the epoch produced only: "
                            f"{', '.join(state.metrics)}; set callbacks.early_stopping.monitor")
@@ -52,7 +53,7 @@ class EarlyStopping(Callback):
             state.stop(f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
                        f"(best {self.best:.4g} at epoch {self.best_epoch})")
 
-    def on_fit_end(self, trainer: Any, state: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView, state: TrainState) -> None:
         if self.restore_best and self.best_weights is not None and self.best_epoch != state.epoch:
             trainer.restore_weights(self.best_weights)
 

@@ -10,11 +10,11 @@ end-of-epoch checkpoint.  The message names the exact step either way; ``every=N
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
-from trainlab.engine.callbacks.base import Callback
+from trainlab.engine.callbacks.base import Callback, TrainerView
+from trainlab.engine.state import TrainState
 from trainlab.registry import CALLBACKS
 
 
@@ -31,7 +31,7 @@ class NanGuard(Callback):
         self._first_bad: torch.Tensor | None = None
         self._bad_loss: torch.Tensor | None = None
 
-    def on_batch_end(self, trainer: Any, state: Any) -> None:
+    def on_batch_end(self, trainer: TrainerView, state: TrainState) -> None:
         loss = state.last_loss
         if loss is None:
             return
@@ -40,7 +40,7 @@ class NanGuard(Callback):
                 self._judge(state, float(loss), state.step, state.epoch + 1, state.batch_in_epoch)
             return
         self._record(loss.detach(), state.step)
-        log_every = getattr(trainer, "log_every", 1)
+        log_every = trainer.log_every
         if state.step % log_every == 0 or state.batch_in_epoch >= state.steps_per_epoch:
             self._read_record(state)
 
@@ -53,14 +53,14 @@ class NanGuard(Callback):
         self._first_bad = torch.where(fresh, step, self._first_bad)
         self._bad_loss = torch.where(fresh, loss.float(), self._bad_loss)
 
-    def _read_record(self, state: Any) -> None:
+    def _read_record(self, state: TrainState) -> None:
         step = int(self._first_bad)  # type: ignore[arg-type]  # the one sync per interval
         if step >= 0:  # steps count batches from 1, so the epoch and batch follow from it
             epoch, batch = (step - 1) // state.steps_per_epoch + 1, (step - 1) % state.steps_per_epoch + 1
             self._judge(state, float(self._bad_loss), step, epoch, batch)  # type: ignore[arg-type]
 
     @staticmethod
-    def _judge(state: Any, loss: float, step: int, epoch: int, batch: int) -> None:
+    def _judge(state: TrainState, loss: float, step: int, epoch: int, batch: int) -> None:
         if math.isfinite(loss):
             return
         state.stop(f"loss became {loss} at epoch {epoch}, step {step} "

@@ -6,18 +6,10 @@ import sys
 import time
 from typing import Any, Literal
 
-from trainlab.engine.callbacks.base import Callback
+from trainlab.engine.callbacks.base import Callback, TrainerView
+from trainlab.engine.metrics import format_metrics
+from trainlab.engine.state import TrainState
 from trainlab.registry import CALLBACKS
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    """``train_loss 0.312  train_acc 91.2%  …`` — accuracies as percentages, other values to 4 significant digits."""
-    parts = []
-    for key, value in metrics.items():
-        if key in ("epoch", "seconds", "examples_per_s", "lr"):
-            continue
-        parts.append(f"{key} {value:.2%}" if key.endswith("_acc") else f"{key} {value:.4g}")
-    return "  ".join(parts)
 
 
 @CALLBACKS.register("progress", description="rich progress bar on a terminal, one line per epoch otherwise")
@@ -34,7 +26,7 @@ class Progress(Callback):
         self._last = 0.0
         self._epoch_start = 0.0
 
-    def on_fit_start(self, trainer: Any, state: Any) -> None:
+    def on_fit_start(self, trainer: TrainerView, state: TrainState) -> None:
         if self.style != "rich":
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -43,23 +35,23 @@ class Progress(Callback):
                              TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
         self._bar.start()
 
-    def on_epoch_start(self, trainer: Any, state: Any) -> None:
+    def on_epoch_start(self, trainer: TrainerView, state: TrainState) -> None:
         self._epoch_start = time.perf_counter()
         if self._bar is not None:
             self._task = self._bar.add_task("train", total=state.steps_per_epoch, completed=state.batch_in_epoch,
                                             epoch=f"{state.epoch + 1}/{state.epochs}", info="")
 
-    def on_batch_end(self, trainer: Any, state: Any) -> None:
+    def on_batch_end(self, trainer: TrainerView, state: TrainState) -> None:
         now = time.perf_counter()
         if self._bar is None or now - self._last < self.refresh_s:
             return
         self._last = now
-        seen = state.batch_in_epoch * trainer.train_loader.batch_size
+        seen = state.batch_in_epoch * trainer.batch_size
         rate = seen / max(now - self._epoch_start, 1e-9)
         self._bar.update(self._task, completed=state.batch_in_epoch,
                          info=f"{format_metrics(state.metrics)}  {rate:,.0f} ex/s")
 
-    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, state: TrainState) -> None:
         row = state.history[-1]
         line = f"epoch {state.epoch}/{state.epochs}  {format_metrics(row)}  {row['examples_per_s']:,.0f} ex/s"
         if self._bar is not None:
@@ -67,7 +59,7 @@ class Progress(Callback):
         elif self.style == "plain":
             print(line, flush=True)
 
-    def on_fit_end(self, trainer: Any, state: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView, state: TrainState) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

@@ -1,0 +1,135 @@
+"""Building a session from a config: data, model, optimizer, schedule, loss, callbacks and trainer.
+
+The training lifecycle (:mod:`trainlab.training`), the LR finder and evaluation all start here; nothing in this
+module writes files or changes process-wide settings (the thread count is :func:`apply_thread_count`, called by
+whoever is about to train).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from trainlab import data as data_mod
+from trainlab import models, rundir, weights
+from trainlab.config import RunConfig
+from trainlab.data.bundle import DataBundle, DataMeta
+from trainlab.data.loaders import BatchTransform, make_loader
+from trainlab.engine import autobatch, fastpath
+from trainlab.engine.callbacks import Callback
+from trainlab.engine.runtime import choose_threads, resolve_device, resolve_precision, seed_everything
+from trainlab.engine.step import StepRecipe
+from trainlab.engine.trainer import Trainer
+from trainlab.losses import build_loss
+from trainlab.optim import build_optimizer, build_schedule, updates_per_epoch
+from trainlab.registry import CALLBACKS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    """Everything built from one config, ready to fit or evaluate."""
+
+    cfg: RunConfig
+    device: torch.device
+    bundle: DataBundle
+    model: nn.Module
+    trainer: Trainer
+    fast: fastpath.FastPath = field(default_factory=fastpath.FastPath)
+
+    def loader(self, split: str) -> Any:
+        """A non-shuffled loader over ``train``, ``val`` or ``test``."""
+        dataset = getattr(self.bundle, split)
+        if dataset is None:
+            raise ValueError(f"dataset '{self.cfg.data.name}' has no {split} split")
+        return make_split_loader(self.cfg, dataset, self.bundle.meta, self.device, training=False)
+
+
+def make_split_loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, training: bool) -> Any:
+    """Training batches are shuffled and augmented; evaluation batches are neither."""
+    return make_loader(dataset, batch_size=cfg.train.batch_size, device=device,
+                       transform=BatchTransform.from_preprocess(meta.preprocess), kind=cfg.data.loader,
+                       shuffle=training, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
+                       augment=cfg.data.augment if training else None)
+
+
+def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:
+    return models.create(cfg.model.name, num_classes=meta.num_outputs, in_channels=meta.in_channels,
+                         input_size=meta.input_size, **cfg.model.options())
+
+
+def build_data(cfg: RunConfig) -> DataBundle:
+    """The configured dataset's splits (built before any run directory exists, so bad data leaves nothing)."""
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    return data_mod.build(cfg.data.name, seed=cfg.train.seed, val_fraction=cfg.data.val_fraction,
+                          **cfg.data.options())
+
+
+def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,
+                  extra_callbacks: Mapping[str, Callback] | None = None, initialize: bool = False) -> Session:
+    """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer.
+
+    ``bundle`` replaces the configured dataset's splits (k-fold supplies each fold's train/val this way);
+    ``extra_callbacks`` are objects the config cannot name (e.g. a search trial's pruning hook).
+    ``initialize`` applies ``train.init_from`` (a fresh run only: a resume or an evaluation loads its own
+    checkpoint).  ``train.batch_size=auto`` is resolved here, so the returned session's config holds a number.
+    """
+    device = resolve_device(cfg.train.device)
+    if bundle is None:
+        bundle = build_data(cfg)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built
+    meta = bundle.meta
+    model = build_model(cfg, meta).to(device)
+    if initialize and cfg.train.init_from:
+        weights.init_model(model, cfg.train.init_from, trust_pickle=cfg.train.trust_pickle)
+    fast = fastpath.FastPath(cudnn_benchmark=fastpath.configure_backends(device, cfg.train.deterministic),
+                             channels_last=fastpath.apply_channels_last(model, cfg.train.channels_last, device))
+    loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options()).to(device)
+    if hasattr(model, "wrap_loss"):  # e.g. auxiliary classifiers add their own terms
+        loss_fn = model.wrap_loss(loss_fn)
+    if cfg.train.batch_size == "auto":
+        cfg = _with_batch_size(cfg, autobatch.find_batch_size(model, loss_fn, bundle.train, meta, device,
+                                                              cap=cfg.train.max_batch_size))
+    train_loader = make_split_loader(cfg, bundle.train, meta, device, training=True)
+    val_loader = make_split_loader(cfg, bundle.val, meta, device, training=False) if bundle.val is not None else None
+    optimizer, fast.fused = fastpath.fuse_optimizer(build_optimizer(cfg.optim, model), cfg.train.fused, device)
+    updates = updates_per_epoch(len(train_loader), cfg.train.accumulate)
+    fast.compile = fastpath.wants_compile(cfg.train.compile, device, cfg.train.epochs * updates)
+    schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * updates, steps_per_epoch=updates)
+    callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
+    callbacks.update(extra_callbacks or {})
+    trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, task=meta.task,
+                      epochs=cfg.train.epochs, device=device,
+                      autocast_dtype=resolve_precision(cfg.train.precision, device), callbacks=callbacks,
+                      log_every=cfg.train.log_every, run_dir=run_dir,
+                      checkpoint_dir=rundir.checkpoint_dir(run_dir) if run_dir is not None else None,
+                      recipe=StepRecipe.from_config(cfg, model),
+                      tta_flip=cfg.train.tta_flip)
+    sample = fastpath.sample_input(bundle.train, train_loader.transform, device)
+    fast.flops_per_example = fastpath.training_flops_per_example(model, sample) if sample is not None else None
+    return Session(cfg, device, bundle, model, trainer, fast)
+
+
+def _with_batch_size(cfg: RunConfig, batch_size: int) -> RunConfig:
+    """The config with ``train.batch_size`` fixed to the probed number (saved so a resume reuses it)."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": batch_size})})
+
+
+
+
+def apply_thread_count(cfg: RunConfig) -> int:
+    """Set torch's CPU thread count for training (``train.threads``, or fewer when other processes are running now).
+
+    Process-wide, so only code that is about to train calls it — never evaluation or prediction of a saved run.
+    """
+    threads, notice = choose_threads(cfg.train.threads, resolve_device(cfg.train.device))
+    torch.set_num_threads(threads)
+    if notice:
+        logger.info(notice)
+    return threads
