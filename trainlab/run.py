@@ -18,8 +18,14 @@ from trainlab import config as config_mod
 from trainlab import rundir
 from trainlab.engine import checkpoint
 from trainlab.engine.runtime import resolve_device
-from trainlab.inference.outputs import (Prediction, average_outputs, class_predictions, ensemble_metrics, loader_for,
-                                        predict_images)
+from trainlab.inference.outputs import (
+    Prediction,
+    average_outputs,
+    class_predictions,
+    ensemble_metrics,
+    loader_for,
+    predict_images,
+)
 from trainlab.inference.table import TablePrediction, predict_table
 from trainlab.losses import build_loss
 from trainlab.session import build_data, build_model, build_session

@@ -37,6 +37,8 @@ LOCK_FILE = ".lock"
 # A k-fold run: the base config, data.json and summary.json above, plus these and one run per fold (fold-N/).
 KFOLD_FILE = "kfold.json"
 FOLD_FILE = "fold.json"  # inside fold-N/: which examples the fold validated on
+FOLD_DIR = "fold-{fold}"  # fold-1 … fold-K
+TRIAL_DIR = "trial-{number:04d}"  # a search's trial-0000, trial-0001, …
 FOLDS_TABLE = "folds.csv"
 OOF_FILE = "oof.csv"
 # A search directory.
@@ -44,6 +46,7 @@ SEARCH_FILE = "search.json"
 TRIALS_FILE = "trials.csv"
 SEARCH_PLOT_FILE = "search.png"
 BEST_CONFIG_FILE = "best.yaml"
+SEARCH_JOURNAL_FILE = "study.journal"  # optuna's journal: what makes a search resumable
 # A comparison directory.
 COMPARE_PLOT_FILE = "compare.png"
 COMPARE_TABLE_FILE = "compare.csv"
@@ -67,7 +70,7 @@ SUMMARY_KEYS = {
     "final": "the last metrics.csv row", "best": "{metric: {value, epoch}}",
     "test": "{test_loss, test_acc | test_rmse}: the best checkpoint's test metrics",
     "test_checkpoint": "str: the checkpoint those test metrics come from",
-    "fastpath": "speed settings the run used", "tflops": "float", "mfu": "float (GPUs of known peak)",
+    "fastpath": "speed settings the run used", "train_tflops": "float", "mfu": "float (GPUs of known peak)",
     # k-fold directories write the same file with these keys besides status, model, data, task, seed, versions,
     # wall_seconds, best (epoch null), epochs_completed and test (the fold ensemble's):
     "kind": "kfold (absent for a single run)", "folds": "int", "completed_folds": "int",
@@ -139,6 +142,18 @@ def write_json(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, default=str))
 
 
+def write_csv(path: Path, frame: Any) -> None:
+    """Write a pandas data frame as CSV (no index) atomically and durably."""
+    with atomic.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_config(path: Path, cfg: RunConfig) -> None:
+    """Write a resolved config as YAML atomically and durably (``config.yaml``, a search's ``best.yaml``)."""
+    with atomic.atomic_path(path) as tmp:
+        dump_yaml(cfg, tmp)
+
+
 def read_json(path: Path) -> Any:
     if not path.is_file():
         raise RunDirError(f"{path} is missing: is {path.parent} a trainlab run directory?")
@@ -146,8 +161,7 @@ def read_json(path: Path) -> Any:
 
 
 def save_config(run_dir: Path, cfg: RunConfig) -> None:
-    with atomic.atomic_path(run_dir / CONFIG_FILE) as tmp:
-        dump_yaml(cfg, tmp)
+    write_config(run_dir / CONFIG_FILE, cfg)
 
 
 def write_data_meta(run_dir: Path, meta: DataMeta) -> None:

@@ -1,8 +1,9 @@
 """Building a session from a config: data, model, optimizer, schedule, loss, callbacks and trainer.
 
-The training lifecycle (:mod:`trainlab.training`), the LR finder and evaluation all start here; nothing in this
-module writes files or changes process-wide settings (the thread count is :func:`apply_thread_count`, called by
-whoever is about to train).
+The training lifecycle (:mod:`trainlab.training`), the LR finder and evaluation all start here.  Nothing in this
+module writes files.  Building seeds torch's RNGs (``train.seed``, ``train.deterministic``) and sets the
+accelerator backend flags the config asks for, because a reproducible build needs them; the thread count, which
+only training needs, is :func:`apply_thread_count`, called by whoever is about to train.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from trainlab.engine import checkpoint
 # Runs the CLI with every checkpoint file write slowed down, so kills often land inside a write.
 SLOW_WRITER = """
 import sys, time
-import trainlab.engine.checkpoint as ckpt
-original = ckpt._fsync_write
-def slow(path, data):
-    time.sleep(0.02)
-    original(path, data)
-ckpt._fsync_write = slow
+import trainlab.atomic as atomic
+original = atomic.fsync_file
+def slow(path):
+    time.sleep(0.005)
+    original(path)
+atomic.fsync_file = slow
 from trainlab.cli import main
 sys.exit(main(sys.argv[1:]))
 """

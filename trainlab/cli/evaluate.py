@@ -10,8 +10,8 @@ from rich.table import Table
 
 from trainlab.api import load_run
 from trainlab.cli.common import HelpFormatter, console
-from trainlab.inference.table import TablePrediction
 from trainlab.engine.metrics import format_metric
+from trainlab.inference.table import TablePrediction
 from trainlab.rundir import SUMMARY_FILE, find_runs, read_summary
 
 
@@ -38,7 +38,7 @@ each image and its left-right mirror, so predict does the same by default; --no-
 examples:
   trainlab predict runs/simple-cnn-digits-20261122-101500 digit.png scan.jpg
   trainlab predict runs/speedrun digit.png --no-tta
-  trainlab predict runs/house-prices ../shared/data/house-prices/test.csv --out submission.csv
+  trainlab predict runs/house-prices path/to/house-prices/test.csv --out submission.csv
 """
 
 

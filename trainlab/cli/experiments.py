@@ -217,7 +217,7 @@ def _print_kfold(path: Path, table: pd.DataFrame) -> int:
     """The per-fold table, mean ± std and ensemble metrics of a finished k-fold directory; exit 1 if not all
     folds completed."""
 
-    summary = rundir.read_json(path / rundir.SUMMARY_FILE)
+    summary = rundir.read_summary(path)
     mean, std = summary.get("mean", {}), summary.get("std", {})
     print_frame(table, title=f"{summary['folds']}-fold cross-validation")
     console.print("mean ± std: " + "  ".join(f"{k} {_cell(k, v)} ± {_cell(k, std.get(k, 0.0))}"
@@ -231,8 +231,8 @@ def _print_kfold(path: Path, table: pd.DataFrame) -> int:
 
 def run_search_cmd(args: argparse.Namespace) -> int:
     from trainlab.experiments.search import run_search
-    from trainlab.rundir import BEST_CONFIG_FILE, SEARCH_PLOT_FILE, TRIALS_FILE
     from trainlab.experiments.space import load_space
+    from trainlab.rundir import BEST_CONFIG_FILE, SEARCH_PLOT_FILE, TRIALS_FILE
 
     cfg = _quiet_by_default(_load_config(args))
     space = load_space(args.space)

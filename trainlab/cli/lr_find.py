@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainlab.session import build_session
     from trainlab.engine.lr_finder import find_lr
+    from trainlab.session import build_session
 
     cfg = load_config(args, [f"train.device={args.device}"] if args.device else [])
     session = build_session(cfg, run_dir=None)

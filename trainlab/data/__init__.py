@@ -8,8 +8,8 @@ input (dtype, scale, normalization, augmentation) happens in :mod:`trainlab.data
 
 from __future__ import annotations
 
-from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data import embedded, imagefolder, synthetic, tabular, vision  # noqa: F401  (registration)
+from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.tabular import transform_table
 from trainlab.registry import DATASETS
 

@@ -8,8 +8,8 @@ afterwards, so probing never changes what training starts from.
 
 from __future__ import annotations
 
-import logging
 import copy
+import logging
 from typing import Any
 
 import torch

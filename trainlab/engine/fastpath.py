@@ -21,7 +21,6 @@ whose peak is in :data:`PEAK_TFLOPS`, the model-FLOP utilization (MFU).
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import time
 import warnings
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from trainlab.engine.runtime import rng_restore, rng_snapshot
+from trainlab.models.macs import COUNTED, layer_macs
 
 AUTO_COMPILE_MIN_STEPS = 2000
 FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
@@ -125,14 +125,9 @@ def training_flops_per_example(model: nn.Module, sample: torch.Tensor) -> float 
 
     def count(module: nn.Module, _: Any, output: Any) -> None:
         if isinstance(output, torch.Tensor):
-            if isinstance(module, nn.modules.conv._ConvNd):
-                per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-            else:
-                per_output = module.in_features  # type: ignore[assignment]
-            total[0] += 2 * output.numel() * per_output
+            total[0] += 2 * layer_macs(module, output)
 
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, COUNTED)]
     was_training = model.training
     model.eval()
     try:

@@ -1,11 +1,11 @@
-"""The training loop: fit / evaluate / predict, emitting hooks to callbacks.  It owns the loop, nothing else."""
+"""The training loop: fit and evaluate, emitting hooks to callbacks.  It owns the loop, nothing else."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from trainlab.engine.callbacks.base import Callback
 from trainlab.engine.ema import WeightEMA
 from trainlab.engine.fastpath import synchronize
 from trainlab.engine.metrics import MetricAccumulator
-from trainlab.engine.outputs import evaluation_logits, prediction_logits, probabilities
+from trainlab.engine.outputs import evaluation_logits, prediction_logits
 from trainlab.engine.runtime import rng_restore, rng_snapshot
 from trainlab.engine.state import TrainState
 from trainlab.engine.step import StepRecipe, mixed_loss
@@ -153,17 +153,6 @@ class Trainer:
                 totals.update(self.loss_fn(output, y), output, y)
         model.train(was_training)
         return totals.read(prefix)
-
-    @torch.no_grad()
-    def predict(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
-        """Model outputs (class probabilities, or regression values) for model-ready input batches."""
-        model = self.eval_model.eval()
-        outputs = []
-        for x in batches:
-            with self.autocast():
-                out = self.eval_logits(model, x.to(self.device))
-            outputs.append(probabilities(out, self.task))
-        return torch.cat(outputs).cpu()
 
     def eval_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Evaluation outputs; with ``tta_flip``, the mean logits of the images and their mirrors."""

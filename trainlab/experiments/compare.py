@@ -13,9 +13,10 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from trainlab import rundir
+from trainlab import atomic, rundir
 from trainlab.config import flatten
-from trainlab.report.html import png_data_uri, page, table as html_table
+from trainlab.report.html import page, png_data_uri
+from trainlab.report.html import table as html_table
 from trainlab.report.plots import plot_compare
 
 IGNORED_KEYS = ("train.name", "train.out")  # differ between any two runs and say nothing about them
@@ -75,7 +76,7 @@ def _text(value: Any) -> str:
 def metrics_row(run: Path) -> dict[str, Any]:
     """Best and final metrics, test metrics, time and throughput of one run."""
     summary_path = run / rundir.SUMMARY_FILE
-    summary = rundir.read_json(summary_path) if summary_path.is_file() else {}
+    summary = rundir.read_summary(run) if summary_path.is_file() else {}
     row: dict[str, Any] = {"model": summary.get("model"), "data": summary.get("data"),
                            "status": summary.get("status", "unknown"), "epochs": summary.get("epochs_completed"),
                            "params": summary.get("params")}
@@ -108,10 +109,11 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None) -> Compa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     histories = {n: _history(r) for n, r in zip(names, runs)}
-    plot_compare(histories, out / rundir.COMPARE_PLOT_FILE)
-    table.to_csv(out / rundir.COMPARE_TABLE_FILE, index=False)
-    diff.to_csv(out / rundir.COMPARE_DIFF_FILE, index=False)
-    (out / rundir.COMPARE_PAGE_FILE).write_text(_page(table, diff, out / rundir.COMPARE_PLOT_FILE), encoding="utf-8")
+    with atomic.atomic_path(out / rundir.COMPARE_PLOT_FILE) as tmp:
+        plot_compare(histories, tmp)
+    rundir.write_csv(out / rundir.COMPARE_TABLE_FILE, table)
+    rundir.write_csv(out / rundir.COMPARE_DIFF_FILE, diff)
+    atomic.write_text(out / rundir.COMPARE_PAGE_FILE, _page(table, diff, out / rundir.COMPARE_PLOT_FILE))
     return Comparison(runs, table, diff, out)
 
 

@@ -37,8 +37,8 @@ from trainlab.engine.runtime import resolve_device
 from trainlab.experiments.folds import FoldSplit, split_folds
 from trainlab.inference.outputs import loader_for, loader_outputs
 from trainlab.report.html import write_report_safely
-from trainlab.rundir import FOLD_FILE, FOLDS_TABLE, KFOLD_FILE, OOF_FILE
 from trainlab.run import KFoldRun, Run
+from trainlab.rundir import FOLD_FILE, FOLDS_TABLE, KFOLD_FILE, OOF_FILE
 from trainlab.session import build_data
 from trainlab.training import TrainingFailed, resume_config, train_config
 
@@ -90,7 +90,7 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: OnFold | None = None,
     split = split_folds(bundle, folds, cfg.train.seed)
     root = rundir.create(sub_config(cfg, Path(cfg.train.out), name))
     rundir.save_config(root, cfg)
-    rundir.write_json(root / rundir.DATA_FILE, bundle.meta.to_dict())
+    rundir.write_data_meta(root, bundle.meta)
     rundir.write_json(root / KFOLD_FILE, {"folds": folds, "seed": cfg.train.seed,
                                           "stratified": bundle.meta.task == "classification",
                                           "examples": sum(len(part) for part in split.val_parts),
@@ -113,14 +113,14 @@ def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, 
     rows, oof, completed = [], [], []
     try:
         for i, (fold_bundle, val_idx) in enumerate(zip(split.bundles, split.val_parts), start=1):
-            action, what = fold_action(root / f"fold-{i}")
+            action, what = fold_action(root / rundir.FOLD_DIR.format(fold=i))
             if on_progress is not None:
                 on_progress(i, folds, what)
             row, fold_oof = _run_fold(cfg, root, i, folds, fold_bundle, val_idx, action)
             rows.append(row)
             if fold_oof is not None:
                 oof.append(fold_oof)
-                completed.append(f"fold-{i}")
+                completed.append(rundir.FOLD_DIR.format(fold=i))
             _record_completed(root, completed)
             if on_fold is not None:
                 on_fold(i, row)
@@ -138,9 +138,9 @@ def _finish(cfg: RunConfig, root: Path, bundle: DataBundle, folds: int, rows: li
             oof: list[pd.DataFrame], completed: list[str], seconds: float) -> KFoldResult:
     """The aggregate outputs, written the same way whether or not the run was ever interrupted."""
     table = pd.DataFrame(rows)
-    table.to_csv(root / FOLDS_TABLE, index=False)
+    rundir.write_csv(root / FOLDS_TABLE, table)
     if oof:
-        pd.concat(oof).sort_values("index").to_csv(root / OOF_FILE, index=False)
+        rundir.write_csv(root / OOF_FILE, pd.concat(oof).sort_values("index"))
     mean, std = _aggregate(table)
     summary = _summary(cfg, bundle, folds, completed, mean, std, seconds)
     if completed and bundle.test is not None:
@@ -159,7 +159,7 @@ def fold_action(fold_dir: Path) -> tuple[str, str]:
     if not fold_dir.is_dir():
         return "start", "started"
     summary_path = fold_dir / rundir.SUMMARY_FILE
-    status = rundir.read_json(summary_path).get("status") if summary_path.is_file() else None
+    status = rundir.read_summary(fold_dir).get("status") if summary_path.is_file() else None
     if status in FINISHED_FOLD:
         return "skip", f"skipped: finished earlier ({status}), its results are reused"
     latest = (checkpoint.latest_valid(fold_dir / rundir.CHECKPOINT_DIR, "last")
@@ -179,12 +179,12 @@ def _count(n: int, noun: str) -> str:
 def _run_fold(cfg: RunConfig, root: Path, fold: int, folds: int, bundle: DataBundle, val_idx: np.ndarray,
               action: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """One fold's table row and out-of-fold predictions; a diverged fold is recorded as failed, the others go on."""
-    fold_dir = root / f"fold-{fold}"
+    fold_dir = root / rundir.FOLD_DIR.format(fold=fold)
     info = {"fold": fold, "of": folds, "val_indices": val_idx.tolist()}
     if action == "skip":
         if not (fold_dir / FOLD_FILE).is_file():  # stopped between finishing and recording it
             rundir.write_json(fold_dir / FOLD_FILE, info)
-        summary = rundir.read_json(fold_dir / rundir.SUMMARY_FILE)
+        summary = rundir.read_summary(fold_dir)
         if summary["status"] == "failed":
             return _failed_row(fold, summary.get("stop_reason") or "training failed"), None
         run = Run(fold_dir)

@@ -18,8 +18,8 @@ from trainlab import rundir
 from trainlab.config import ConfigError, RunConfig
 from trainlab.experiments.folds import split_folds
 from trainlab.experiments.kfold import KFoldResult, OnFold, OnProgress, run_folds
-from trainlab.rundir import FOLDS_TABLE, KFOLD_FILE, OOF_FILE
 from trainlab.run import is_kfold_run
+from trainlab.rundir import FOLDS_TABLE, KFOLD_FILE, OOF_FILE
 from trainlab.session import build_data
 
 # Settings that may change on resume without making the folds differ from one another or from a fresh run.
@@ -34,7 +34,7 @@ class KFoldComplete(rundir.RunDirError):
     def __init__(self, path: Path, status: str) -> None:
         super().__init__(f"{path} is already complete (status: {status}), nothing to resume; results are in "
                          f"{path / FOLDS_TABLE}, {path / OOF_FILE}, {path / rundir.SUMMARY_FILE} and "
-                         f"{path / 'report.html'}. To train again, start a new k-fold run")
+                         f"{path / rundir.REPORT_FILE}. To train again, start a new k-fold run")
         self.path, self.status = path, status
 
 
@@ -70,7 +70,7 @@ def _resume(root: Path, flags: Mapping[str, Any] | None, overrides: Any, folds: 
             "trained on the old split, so this is refused even with --resume-force; start a new k-fold run")
     rundir.save_config(root, cfg)
     summary_path = root / rundir.SUMMARY_FILE
-    earlier = rundir.read_json(summary_path).get("wall_seconds", 0.0) if summary_path.is_file() else 0.0
+    earlier = rundir.read_summary(root).get("wall_seconds", 0.0) if summary_path.is_file() else 0.0
     return run_folds(cfg, root, bundle, split, on_fold, on_progress, earlier_seconds=earlier)
 
 
@@ -89,7 +89,7 @@ def open_unfinished(path: str | Path) -> Path:
         raise rundir.RunDirError(f"{root} is not a k-fold run directory (no {KFOLD_FILE})")
     rundir.check_version(root)
     summary_path = root / rundir.SUMMARY_FILE
-    status = rundir.read_json(summary_path).get("status") if summary_path.is_file() else None
+    status = rundir.read_summary(root).get("status") if summary_path.is_file() else None
     if status in FINAL_STATUSES:
         raise KFoldComplete(root, status)
     if "fingerprint" not in rundir.read_json(root / KFOLD_FILE):

@@ -27,8 +27,8 @@ from typing import Any, Callable, Literal
 import optuna
 import pandas as pd
 
+from trainlab import atomic, rundir
 from trainlab import config as config_mod
-from trainlab import rundir
 from trainlab.config import ConfigError, RunConfig
 from trainlab.engine.callbacks.base import Callback
 from trainlab.experiments.kfold import sub_config
@@ -38,7 +38,6 @@ from trainlab.rundir import BEST_CONFIG_FILE, SEARCH_FILE, SEARCH_PLOT_FILE, TRI
 from trainlab.training import train_config
 
 Method = Literal["grid", "random", "tpe"]
-JOURNAL_FILE = "study.journal"
 
 
 @dataclass
@@ -142,7 +141,7 @@ def _storage(url: str | None, directory: Path) -> Any:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(directory / JOURNAL_FILE)))
+    return JournalStorage(JournalFileBackend(str(directory / rundir.SEARCH_JOURNAL_FILE)))
 
 
 def _sampler(method: Method, space: list[Param], seed: int) -> Any:
@@ -192,7 +191,7 @@ def _objective(cfg: RunConfig, space: list[Param], directory: Path, metric: str,
         trial.set_user_attr("params", values)
         pruner = PruneOnEpoch(trial, metric) if prune else None
         try:
-            run = train_config(sub_config(cfg, directory, f"trial-{trial.number:04d}", values),
+            run = train_config(sub_config(cfg, directory, rundir.TRIAL_DIR.format(number=trial.number), values),
                                callbacks={"search_prune": pruner} if pruner else None)
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
@@ -219,18 +218,18 @@ def _objective(cfg: RunConfig, space: list[Param], directory: Path, metric: str,
 def _finish(cfg: RunConfig, space: list[Param], directory: Path, study: Any, metric: str) -> SearchResult:
     """Write trials.csv, search.png and best.yaml; return the table sorted best first."""
     table = trials_table(study, space, metric)
-    table.to_csv(directory / TRIALS_FILE, index=False)
+    rundir.write_csv(directory / TRIALS_FILE, table)
     done = table[table["state"] == "COMPLETE"]
     if done.empty:
         return SearchResult(directory, table, None, None)
-    plot_search(done.to_dict("records"), [p.key for p in space], metric, [p.key for p in space if p.log],
-                directory / SEARCH_PLOT_FILE)
+    with atomic.atomic_path(directory / SEARCH_PLOT_FILE) as tmp:
+        plot_search(done.to_dict("records"), [p.key for p in space], metric, [p.key for p in space if p.log], tmp)
     best = study.best_trial
     params = best.user_attrs.get("params") or {p.key: p.decode(best.params[p.key]) for p in space}
     tree = cfg.to_dict()
     for key, value in params.items():
         config_mod.set_dotted(tree, key, value)
-    config_mod.dump_yaml(config_mod.validate(tree), directory / BEST_CONFIG_FILE)
+    rundir.write_config(directory / BEST_CONFIG_FILE, config_mod.validate(tree))
     return SearchResult(directory, table, params, float(best.value))
 
 

@@ -14,7 +14,6 @@ the whole input (global pooling, dense layers, squeeze-excitation gates) the rec
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -22,6 +21,8 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from trainlab.models.macs import layer_macs
 
 _RF = "_trainlab_rf"  # tensor attribute: (rf, jump), or None when the tensor depends on the whole input
 _UNTRACKED = object()
@@ -98,12 +99,7 @@ def _grow(module: nn.Module, before: Any, inp: torch.Tensor, out: torch.Tensor) 
 
 def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     """Multiply-accumulates per example of convolutions and dense layers (the bulk of the compute)."""
-    per_example = out.numel() // max(1, out.shape[0])
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return per_example * (module.in_channels // module.groups) * math.prod(module.kernel_size)
-    if isinstance(module, nn.Linear):
-        return per_example * module.in_features
-    return 0
+    return layer_macs(module, out) // max(1, out.shape[0])
 
 
 @dataclass

@@ -12,8 +12,14 @@ import torch
 from torch import nn
 
 from trainlab.models.init import init_weights
-from trainlab.models.layers import (ClassifierHead, ConvBNAct, SqueezeExcite, check_positive, make_divisible,
-                                    use_small_stem)
+from trainlab.models.layers import (
+    ClassifierHead,
+    ConvBNAct,
+    SqueezeExcite,
+    check_positive,
+    make_divisible,
+    use_small_stem,
+)
 from trainlab.models.options import check_image_model
 from trainlab.registry import MODELS
 

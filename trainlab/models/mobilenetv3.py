@@ -12,7 +12,14 @@ import torch
 from torch import nn
 
 from trainlab.models.init import check_init, init_weights
-from trainlab.models.layers import ConvBNAct, SqueezeExcite, check_positive, make_divisible, require_image, use_small_stem
+from trainlab.models.layers import (
+    ConvBNAct,
+    SqueezeExcite,
+    check_positive,
+    make_divisible,
+    require_image,
+    use_small_stem,
+)
 from trainlab.registry import MODELS
 
 # (kernel, expanded channels, output channels, squeeze-excite, activation, stride)

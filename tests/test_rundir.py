@@ -1,0 +1,76 @@
+"""The run directory's owner: atomic writes, the summary schema, and the names every other module uses."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from trainlab import atomic, rundir
+
+PACKAGE = Path(__file__).resolve().parents[1] / "trainlab"
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    atomic.write_text(path, "old")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with atomic.atomic_path(path) as tmp:
+            tmp.write_text("half of the new")
+            raise RuntimeError("disk on fire")
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_an_atomic_write_replaces_the_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "trials.csv"
+    atomic.write_text(path, "a much longer old content\n" * 10)
+    rundir.write_csv(path, pd.DataFrame({"trial": [0, 1], "val_loss": [0.5, 0.25]}))
+    assert path.read_text() == "trial,val_loss\n0,0.5\n1,0.25\n"
+
+
+def test_summaries_are_stamped_with_the_schema_and_read_back(tmp_path: Path) -> None:
+    rundir.write_summary(tmp_path, {"status": "completed", "model": "mlp"})
+    on_disk = json.loads((tmp_path / rundir.SUMMARY_FILE).read_text())
+    assert on_disk == {"schema": rundir.SUMMARY_SCHEMA, "status": "completed", "model": "mlp"}
+    assert rundir.read_summary(tmp_path)["model"] == "mlp"
+
+
+def test_a_summary_without_schema_is_read_as_written_by_0_1_0(tmp_path: Path) -> None:
+    (tmp_path / rundir.SUMMARY_FILE).write_text(json.dumps({"status": "completed"}))
+    assert rundir.read_summary(tmp_path) == {"status": "completed"}
+
+
+def test_a_summary_of_an_unknown_schema_is_refused_naming_both_schemas(tmp_path: Path) -> None:
+    (tmp_path / rundir.SUMMARY_FILE).write_text(json.dumps({"schema": 99, "status": "completed"}))
+    with pytest.raises(rundir.RunDirError, match=f"summary schema 99; this trainlab .* reads schema {rundir.SUMMARY_SCHEMA}"):
+        rundir.read_summary(tmp_path)
+
+
+def test_a_trained_run_writes_the_schema_and_only_documented_keys(tmp_path: Path) -> None:
+    import trainlab
+
+    run = trainlab.train(model="softmax", epochs=1, out=tmp_path, overrides={"callbacks.progress.style": "none"})
+    summary = run.summary
+    assert summary["schema"] == rundir.SUMMARY_SCHEMA and summary["status"] == "completed"
+    assert set(summary) <= set(rundir.SUMMARY_KEYS), set(summary) - set(rundir.SUMMARY_KEYS)
+
+
+def _file_name_literals(path: Path) -> list[str]:
+    """String constants in ``path`` that look like run-directory file names."""
+    run_files = {value for name, value in vars(rundir).items() if name.isupper() and isinstance(value, str)
+                 and "." in value and not value.startswith(".")}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in run_files:
+            found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_only_rundir_spells_out_run_directory_file_names() -> None:
+    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "rundir.py"
+             and "cli" not in path.parts for hit in _file_name_literals(path)]
+    assert not found, "use the rundir constants instead:\n" + "\n".join(found)
