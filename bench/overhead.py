@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 from trainlab.config import SchedConfig
 from trainlab.data.loaders import BatchTransform, DeviceLoader, epoch_permutation
 from trainlab.engine.callbacks.nan_guard import NanGuard
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.trainer import LoopSettings, Trainer
 from trainlab.optim import build_schedule
 
 
@@ -53,8 +53,8 @@ def trainer_epoch(model: nn.Module, data: TensorDataset, batch_size: int, device
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loader = DeviceLoader(data, batch_size, device, BatchTransform(scale=1 / 255), shuffle=True)
     schedule = build_schedule(SchedConfig(), optimizer, total_steps=len(loader))
-    trainer = Trainer(model, loader, None, optimizer, schedule, nn.CrossEntropyLoss(), task="classification",
-                      epochs=1, device=device, callbacks={"nan_guard": NanGuard()})
+    trainer = Trainer(model, loader, None, optimizer, schedule, nn.CrossEntropyLoss(),
+                      LoopSettings(task="classification", epochs=1, device=device), callbacks={"nan_guard": NanGuard()})
     start = time.perf_counter()
     trainer.fit()
     return len(data) / (time.perf_counter() - start)

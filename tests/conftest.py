@@ -34,15 +34,22 @@ def _quiet_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _library_messages_stay_per_test():
-    """``trainlab.cli.main`` routes library log records to stderr for the process; undo that after each test so a
-    test that checks a library message (with ``caplog``) never depends on a CLI test having run before it."""
+    """``trainlab.cli.main`` routes library log records to stderr for the process; undo that around each test (also
+    after CLI calls in module-scoped fixtures), so a test that checks a library message (with ``caplog``) or that
+    the library prints nothing never depends on which CLI test ran before it."""
     import logging
 
+    from trainlab.cli.common import NoticeHandler
+
     logger = logging.getLogger("trainlab")
-    handlers, level = list(logger.handlers), logger.level
+
+    def reset() -> None:
+        logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, NoticeHandler)]
+        logger.setLevel(logging.NOTSET)
+
+    reset()
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+    reset()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from trainlab.engine import autobatch, fastpath
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.runtime import choose_threads, resolve_device, resolve_precision, seed_everything
 from trainlab.engine.step import StepRecipe
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.trainer import LoopSettings, Trainer
 from trainlab.losses import build_loss
 from trainlab.optim import build_optimizer, build_schedule, updates_per_epoch
 from trainlab.registry import CALLBACKS
@@ -105,13 +105,12 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
     schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * updates, steps_per_epoch=updates)
     callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
     callbacks.update(extra_callbacks or {})
-    trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, task=meta.task,
-                      epochs=cfg.train.epochs, device=device,
-                      autocast_dtype=resolve_precision(cfg.train.precision, device), callbacks=callbacks,
-                      log_every=cfg.train.log_every, run_dir=run_dir,
-                      checkpoint_dir=rundir.checkpoint_dir(run_dir) if run_dir is not None else None,
-                      recipe=StepRecipe.from_config(cfg, model),
-                      tta_flip=cfg.train.tta_flip)
+    settings = LoopSettings(task=meta.task, epochs=cfg.train.epochs, device=device,
+                            autocast_dtype=resolve_precision(cfg.train.precision, device),
+                            log_every=cfg.train.log_every, tta_flip=cfg.train.tta_flip,
+                            recipe=StepRecipe.from_config(cfg, model))
+    trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, settings, callbacks=callbacks,
+                      run_dir=run_dir, checkpoint_dir=rundir.checkpoint_dir(run_dir) if run_dir is not None else None)
     sample = fastpath.sample_input(bundle.train, train_loader.transform, device)
     fast.flops_per_example = fastpath.training_flops_per_example(model, sample) if sample is not None else None
     return Session(cfg, device, bundle, model, trainer, fast)

@@ -12,14 +12,14 @@ from trainlab.engine.callbacks.early_stopping import EarlyStopping
 from trainlab.engine.callbacks.nan_guard import NanGuard
 from trainlab.engine.state import TrainState
 from trainlab.engine.step import StepRecipe
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.trainer import LoopSettings, Trainer
 
 
 def tiny_trainer(epochs: int, ema: float | None = None) -> Trainer:
     """A real trainer around a one-weight model (no data: callbacks are driven by hand)."""
     model = nn.Linear(1, 1, bias=False)
     return Trainer(model, [], None, torch.optim.SGD(model.parameters(), lr=0.1), None, nn.MSELoss(),
-                   task="regression", epochs=epochs, device=torch.device("cpu"), recipe=StepRecipe(ema=ema))
+                   LoopSettings(task="regression", epochs=epochs, device=torch.device("cpu"), recipe=StepRecipe(ema=ema)))
 
 
 def drive(callback: EarlyStopping, values: list[float], monitor: str = "val_loss",

@@ -15,7 +15,7 @@ from trainlab.engine.callbacks import Callback
 from trainlab.engine.ema import WeightEMA
 from trainlab.engine.mixing import Mixing, cutmix, mixup
 from trainlab.engine.step import StepRecipe, mixed_loss
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.trainer import LoopSettings, Trainer
 from trainlab.optim import L1Penalty
 
 
@@ -66,7 +66,8 @@ def _trainer(batches: list, epochs: int = 1, momentum: float = 0.0, **recipe: An
     model = nn.Linear(4, 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
     return Trainer(model, ListLoader(batches), None, optimizer, ConstantSchedule(), nn.CrossEntropyLoss(),
-                   task="classification", epochs=epochs, device=torch.device("cpu"), recipe=StepRecipe(**recipe))
+                   LoopSettings(task="classification", epochs=epochs, device=torch.device("cpu"),
+                                recipe=StepRecipe(**recipe)))
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, size: int) -> list:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
-import types
 from html.parser import HTMLParser
 from pathlib import Path
 

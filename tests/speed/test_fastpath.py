@@ -12,7 +12,7 @@ from trainlab.config import ConfigError
 from trainlab.engine import fastpath
 from trainlab.engine.callbacks.nan_guard import NanGuard
 from trainlab.engine.state import TrainState
-from trainlab.engine.trainer import Trainer
+from trainlab.engine.trainer import LoopSettings, Trainer
 
 TINY = {"data.name": "digits", "model.name": "speedrun-net-xs", "train.epochs": 1, "train.device": "cpu",
         "train.batch_size": 128, "callbacks.progress.style": "none"}
@@ -118,7 +118,7 @@ def test_tta_flip_averages_the_logits_of_image_and_mirror() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     x = torch.randn(4, 1, 3, 4)
     trainer = Trainer(model, [], None, torch.optim.SGD(model.parameters(), lr=0.1), None, nn.CrossEntropyLoss(),
-                      task="classification", epochs=1, device=torch.device("cpu"), tta_flip=True)
+                      LoopSettings(task="classification", epochs=1, device=torch.device("cpu"), tta_flip=True))
     expected = (model(x) + model(x.flip(-1))) / 2
     assert torch.allclose(trainer.eval_logits(model, x), expected)
     trainer.tta_flip = False

@@ -38,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainlab.engine.lr_finder import find_lr
-    from trainlab.session import build_session
+    from trainlab.session import apply_thread_count, build_session
 
     cfg = load_config(args, [f"train.device={args.device}"] if args.device else [])
+    apply_thread_count(cfg)  # the range test trains, so it uses the thread count training would
     session = build_session(cfg, run_dir=None)
     trainer = session.trainer
     result = find_lr(session.model, trainer.optimizer, trainer.loss_fn, trainer.train_loader,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,20 @@ from trainlab.engine.runtime import rng_restore, rng_snapshot
 from trainlab.engine.state import TrainState
 from trainlab.engine.step import StepRecipe, mixed_loss
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the loop runs: the task its metrics follow, epochs, device and precision, how often metrics are read,
+    flip TTA at evaluation, and the per-update recipe (clipping, accumulation, penalty, mixing, EMA)."""
+
+    task: str
+    epochs: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None
+    log_every: int = 20
+    tta_flip: bool = False
+    recipe: StepRecipe = field(default_factory=StepRecipe)
+
+
 HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end", "on_interrupt")
 
 
@@ -28,27 +43,26 @@ class Trainer:
 
     ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.  Callbacks see the
     trainer as a :class:`~trainlab.engine.callbacks.base.TrainerView`.  ``run_dir`` is where callbacks write run
-    files and ``checkpoint_dir`` where :meth:`save_checkpoint` writes (both None when nothing is saved).  ``recipe`` holds
-    the per-update knobs (clipping, accumulation, penalty, mixing, EMA); the schedule steps once per update.
+    files and ``checkpoint_dir`` where :meth:`save_checkpoint` writes (both None when nothing is saved).
+    ``settings.recipe`` holds the per-update knobs; the schedule steps once per update.
     With an EMA, evaluation and prediction use the averaged weights (:attr:`eval_model`); with ``tta_flip`` they
     average the logits of each image and its left-right mirror.
     """
 
     def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, optimizer: torch.optim.Optimizer,
-                 schedule: Any, loss_fn: nn.Module, *, task: str, epochs: int, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None, callbacks: dict[str, Callback] | None = None,
-                 log_every: int = 20, run_dir: Path | None = None, checkpoint_dir: Path | None = None,
-                 recipe: StepRecipe | None = None, tta_flip: bool = False) -> None:
+                 schedule: Any, loss_fn: nn.Module, settings: LoopSettings, *,
+                 callbacks: dict[str, Callback] | None = None, run_dir: Path | None = None,
+                 checkpoint_dir: Path | None = None) -> None:
         self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
         self.train_loader, self.val_loader = train_loader, val_loader
-        self.task, self.device, self.autocast_dtype, self.log_every = task, device, autocast_dtype, log_every
-        self.run_dir, self.checkpoint_dir, self.tta_flip = run_dir, checkpoint_dir, tta_flip
-        self.recipe = recipe or StepRecipe()
+        self.task, self.device, self.autocast_dtype = settings.task, settings.device, settings.autocast_dtype
+        self.log_every, self.tta_flip, self.recipe = settings.log_every, settings.tta_flip, settings.recipe
+        self.run_dir, self.checkpoint_dir = run_dir, checkpoint_dir
         self.ema = WeightEMA(model, self.recipe.ema) if self.recipe.ema else None
         self.callbacks = dict(sorted((callbacks or {}).items(), key=lambda item: item[1].order))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
-        self.state = TrainState(epochs=epochs, steps_per_epoch=len(train_loader))
-        self._train_metrics = MetricAccumulator(task, device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.state = TrainState(epochs=settings.epochs, steps_per_epoch=len(train_loader))
+        self._train_metrics = MetricAccumulator(self.task, self.device)
 
     @property
     def batch_size(self) -> int:
