@@ -74,3 +74,32 @@ def test_only_rundir_spells_out_run_directory_file_names() -> None:
     found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "rundir.py"
              and "cli" not in path.parts for hit in _file_name_literals(path)]
     assert not found, "use the rundir constants instead:\n" + "\n".join(found)
+
+
+def test_data_json_is_stamped_and_a_damaged_preprocessing_record_is_named(tmp_path: Path) -> None:
+    from trainlab.data.bundle import DataMeta
+    from trainlab.data.preprocess import image_preprocess
+
+    meta = DataMeta(task="classification", input_shape=(1, 8, 8), num_classes=2, classes=["a", "b"],
+                    preprocess=image_preprocess(mode="L", size=(8, 8), mean=[0.5], std=[0.25]))
+    rundir.write_data_meta(tmp_path, meta)
+    assert json.loads((tmp_path / rundir.DATA_FILE).read_text())["schema"] == rundir.DATA_SCHEMA
+    assert rundir.read_data_meta(tmp_path) == DataMeta(**{**vars(meta), "input_shape": (1, 8, 8)})
+    damaged = json.loads((tmp_path / rundir.DATA_FILE).read_text())
+    del damaged["preprocess"]["size"]
+    (tmp_path / rundir.DATA_FILE).write_text(json.dumps(damaged))
+    with pytest.raises(ValueError, match=r"data.json: the image preprocessing record lacks size"):
+        rundir.read_data_meta(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic-linear", "moons"])
+def test_every_dataset_builds_a_complete_typed_preprocessing_record(name: str) -> None:
+    from trainlab.data import build
+    from trainlab.data.preprocess import ImagePreprocess, check_preprocess
+
+    record = build(name, seed=0, val_fraction=0.1).meta.preprocess
+    assert check_preprocess(record, name) is record
+    if record["kind"] == "image":
+        assert set(record) == set(ImagePreprocess.__annotations__)
+    else:
+        assert record["features"] and record["scale"] == 1.0

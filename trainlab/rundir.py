@@ -57,6 +57,9 @@ COMPARE_PAGE_FILE = "compare.html"
 # the key existed and have the same layout (schema 1).  Bump it when a key changes meaning or disappears, and
 # teach :func:`read_summary` to read the older schema or to refuse it naming the version.
 SUMMARY_SCHEMA = 1
+# data.json: DataMeta.to_dict() (task, input_shape, num_classes, classes, preprocess — the typed record of
+# trainlab.data.preprocess) plus ``"schema": DATA_SCHEMA``; same compatibility rule as summary.json.
+DATA_SCHEMA = 1
 SUMMARY_KEYS = {
     "schema": "int: SUMMARY_SCHEMA",
     "status": "running | completed | interrupted | crashed | failed",
@@ -165,11 +168,21 @@ def save_config(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def write_data_meta(run_dir: Path, meta: DataMeta) -> None:
-    write_json(run_dir / DATA_FILE, meta.to_dict())
+    """``data.json``: the DataMeta (task, input shape, classes, preprocessing record) stamped with DATA_SCHEMA."""
+    write_json(run_dir / DATA_FILE, {"schema": DATA_SCHEMA, **meta.to_dict()})
 
 
 def read_data_meta(run_dir: Path) -> DataMeta:
-    return DataMeta.from_dict(read_json(run_dir / DATA_FILE))
+    """``data.json`` of this or an older trainlab (without ``schema``: schema 1, as 0.1.0 wrote it)."""
+    path = run_dir / DATA_FILE
+    data = read_json(path)
+    schema = data.get("schema", 1) if isinstance(data, dict) else None
+    if schema != DATA_SCHEMA:
+        raise RunDirError(f"{path} has data schema {schema}; this trainlab {__version__} reads schema {DATA_SCHEMA}")
+    try:
+        return DataMeta.from_dict(data, where=str(path))
+    except (KeyError, TypeError) as err:
+        raise RunDirError(f"{path} is not a data description trainlab wrote (missing or malformed {err})") from None
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from trainlab.data.preprocess import check_preprocess
+
 Task = Literal["classification", "regression"]
 
 
@@ -16,15 +18,16 @@ Task = Literal["classification", "regression"]
 class DataMeta:
     """What the rest of trainlab needs to know about a dataset.
 
-    ``preprocess`` is JSON-safe and saved with each run: it says how a raw input becomes a model input
-    (``scale`` then ``(x - mean) / std`` per channel for images, plus image ``mode`` and ``size`` for predict).
+    ``preprocess`` is the JSON-safe record of :mod:`trainlab.data.preprocess`, saved with each run: it says how a
+    raw input becomes a model input (``scale`` then ``(x - mean) / std`` per channel for images, plus image
+    ``mode`` and ``size`` for predict; the fitted encoding for tables).
     """
 
     task: Task
     input_shape: tuple[int, ...]
     num_classes: int | None = None
     classes: list[str] | None = None
-    preprocess: dict[str, Any] = field(default_factory=dict)
+    preprocess: Any = field(default_factory=dict)  # an ImagePreprocess or TablePreprocess record
 
     @property
     def in_channels(self) -> int:
@@ -48,7 +51,10 @@ class DataMeta:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DataMeta":
+    def from_dict(cls, data: dict[str, Any], where: str = "the data description") -> "DataMeta":
+        """Read back :meth:`to_dict`; a malformed preprocessing record fails naming ``where``."""
+        if "preprocess" in data:
+            check_preprocess(data["preprocess"], where)
         return cls(
             task=data["task"],
             input_shape=tuple(data["input_shape"]),

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, stratified_split, tensor_splits
+from trainlab.data.preprocess import image_preprocess
 from trainlab.data.vision import IDX_SPECS
 from trainlab.registry import DATASETS
 
@@ -48,16 +49,8 @@ def digits(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
         input_shape=(1, 8, 8),
         num_classes=10,
         classes=[str(d) for d in range(10)],
-        preprocess={
-            "kind": "image",
-            "mode": "L",
-            "size": [8, 8],
-            "max_value": 16,
-            "scale": 1 / 16,
-            "mean": [0.3047],
-            "std": [0.3764],
-            "background": "dark",
-        },
+        preprocess=image_preprocess(mode="L", size=(8, 8), max_value=16, mean=[0.3047], std=[0.3764],
+                                    background="dark"),
     )
     return _fixed_test_bundle(x, y, seed, val_fraction, meta)
 
@@ -124,7 +117,7 @@ def mnist_5k(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
         input_shape=(1, 28, 28),
         num_classes=len(spec.classes),
         classes=list(spec.classes),
-        preprocess={"kind": "image", "mode": "L", "size": [28, 28], "max_value": 255, "scale": 1 / 255,
-                    "mean": list(spec.mean), "std": list(spec.std), "background": spec.background},
+        preprocess=image_preprocess(mode="L", size=(28, 28), mean=spec.mean, std=spec.std,
+                                    background=spec.background),
     )
     return _fixed_test_bundle(torch.from_numpy(images), torch.from_numpy(labels), seed, val_fraction, meta)

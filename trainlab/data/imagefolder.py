@@ -19,6 +19,7 @@ from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, channel_stats, tensor_splits
 from trainlab.data.images import InputError, load_image
+from trainlab.data.preprocess import image_preprocess
 from trainlab.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -167,9 +168,8 @@ def imagefolder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = 
         train, val = tensor_splits(x, y, val_fraction, seed, stratify=True)
     test = TensorDataset(*arrays["test"]) if "test" in arrays else None
     mean, std = channel_stats(train.tensors[0], 1 / 255)
-    preprocess = {"kind": "image", "mode": mode, "size": list(hw), "max_value": 255, "scale": 1 / 255,
-                  "mean": mean, "std": [max(s, 1e-3) for s in std],
-                  "background": _background(train.tensors[0])}
+    preprocess = image_preprocess(mode=mode, size=hw, mean=mean, std=[max(s, 1e-3) for s in std],
+                                  background=_background(train.tensors[0]))
     meta = DataMeta(task="classification", input_shape=(x.shape[1], *hw), num_classes=len(report.classes),
                     classes=report.classes, preprocess=preprocess)
     return DataBundle(train=train, val=val, test=test, meta=meta)

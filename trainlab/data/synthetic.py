@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, stratified_split, tensor_splits
+from trainlab.data.preprocess import table_preprocess
 from trainlab.registry import DATASETS
 
 _TEST_FRACTION = 0.2
@@ -33,7 +34,7 @@ def _bundle(x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float, meta: 
 
 
 def _table_meta(task: str, num_features: int, classes: list[str] | None = None) -> DataMeta:
-    preprocess = {"kind": "table", "scale": 1.0, "features": [f"x{i}" for i in range(num_features)]}
+    preprocess = table_preprocess(features=[f"x{i}" for i in range(num_features)])
     return DataMeta(task=task, input_shape=(num_features,), num_classes=len(classes) if classes else None,  # type: ignore[arg-type]
                     classes=classes, preprocess=preprocess)
 

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, stratified_split
+from trainlab.data.preprocess import table_preprocess
 from trainlab.registry import DATASETS
 
 MISSING, UNKNOWN = "<missing>", "<unknown>"
@@ -186,8 +187,8 @@ def csv(*, seed: int = 0, val_fraction: float = 0.1, train: str | None = None, t
             raise ValueError("csv: data.center_target=true is for regression targets; remove it for classification")
         target_info["shift"] = float(y[keep].mean())
         y = y - target_info["shift"]
-    preprocess = {"kind": "table", "scale": 1.0, "id": id, "target": target_info,
-                  **fit_table(frame.iloc[keep], features, skew_threshold, source=str(train))}
+    preprocess = table_preprocess(id=id, target=target_info,
+                                  **fit_table(frame.iloc[keep], features, skew_threshold, source=str(train)))
     x = transform_table(frame, preprocess, source=str(train))
     yt = torch.tensor(y, dtype=torch.long if task == "classification" else torch.float32)
     val = TensorDataset(x[held], yt[held]) if len(held) else None

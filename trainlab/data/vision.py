@@ -19,6 +19,7 @@ from torch.utils.data import TensorDataset
 
 from trainlab.data import download as dl
 from trainlab.data.bundle import DataBundle, DataMeta, tensor_splits
+from trainlab.data.preprocess import image_preprocess
 from trainlab.registry import DATASETS
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -180,9 +181,8 @@ def _bundle(arrays: dict[str, tuple[np.ndarray, np.ndarray]], spec: VisionSpec, 
     test_x = torch.from_numpy(np.ascontiguousarray(arrays["test"][0], dtype=np.uint8))
     test = TensorDataset(test_x, torch.from_numpy(arrays["test"][1].astype(np.int64)))
     channels, height, width = x.shape[1:]
-    preprocess = {"kind": "image", "mode": "L" if channels == 1 else "RGB", "size": [height, width],
-                  "max_value": 255, "scale": 1 / 255, "mean": list(spec.mean), "std": list(spec.std),
-                  "background": spec.background}
+    preprocess = image_preprocess(mode="L" if channels == 1 else "RGB", size=(height, width), mean=spec.mean,
+                                  std=spec.std, background=spec.background)
     meta = DataMeta(task="classification", input_shape=(channels, height, width), num_classes=len(spec.classes),
                     classes=list(spec.classes), preprocess=preprocess)
     return DataBundle(train=train, val=val, test=test, meta=meta)

@@ -21,6 +21,7 @@ from trainlab.engine.runtime import rng_restore, rng_snapshot
 from trainlab.engine.state import TrainState
 from trainlab.engine.step import StepRecipe, mixed_loss
 
+
 @dataclass(frozen=True)
 class LoopSettings:
     """How the loop runs: the task its metrics follow, epochs, device and precision, how often metrics are read,

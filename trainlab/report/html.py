@@ -166,8 +166,7 @@ def build_report(run_dir: Path, predictions: Predictions | None = None) -> str:
     run_dir = rundir.require_run(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
     summary = rundir.read_summary(run_dir) if summary_path.is_file() else {}
-    meta_path = run_dir / rundir.DATA_FILE
-    meta = rundir.read_json(meta_path) if meta_path.is_file() else {}
+    meta = rundir.read_data_meta(run_dir) if (run_dir / rundir.DATA_FILE).is_file() else None
     history = _history(run_dir)
     sections = [("overview", "Overview", _overview(summary))]
     folds = _folds(run_dir, summary)
@@ -176,8 +175,8 @@ def build_report(run_dir: Path, predictions: Predictions | None = None) -> str:
     else:
         sections += [("metrics", "Metrics", _metrics(summary)),
                      ("curves", "Training curves", _curves(run_dir, history))]
-    if summary.get("status") == "completed" and meta.get("task") == "classification":
-        confusion = _confusion(run_dir, predictions, meta.get("classes"))
+    if summary.get("status") == "completed" and meta is not None and meta.task == "classification":
+        confusion = _confusion(run_dir, predictions, meta.classes)
         if confusion is not None:
             sections.append(("confusion", "Confusion matrix and per-class accuracy", confusion))
     sections.append(("model", "Model", _model_summary(run_dir, summary)))
