@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, cli_subprocess
 
 FAST = [*TINY, "--set", "model.width=8"]

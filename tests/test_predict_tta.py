@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 import trainlab
-from trainlab.data.loaders import BatchTransform
 from trainlab.data.images import load_images
+from trainlab.data.loaders import BatchTransform
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from trainlab.engine import checkpoint
 
 # Runs the CLI with every checkpoint file write slowed down, so kills often land inside a write.

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from trainlab import config as config_mod
-from trainlab.session import build_session
 from trainlab.engine.callbacks.base import Callback
+from trainlab.session import build_session
 
 SETTINGS = {"data.name": "digits", "model.name": "mlp", "train.batch_size": 256, "train.device": "cpu",
             "train.epochs": 4, "train.ema": 0.9, "train.deterministic": True, "data.val_fraction": 0.2,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
-
-import json
 
 import pandas as pd
 import pytest
@@ -14,10 +13,10 @@ import torch
 import trainlab
 from trainlab.api import TrainingInterrupted
 from trainlab.config import ConfigError
-from trainlab.rundir import RunDirError
 from trainlab.engine import checkpoint
 from trainlab.engine.callbacks.base import Callback
 from trainlab.registry import CALLBACKS, Entry
+from trainlab.rundir import RunDirError
 
 COMMON = {"model.width": 8, "model.dropout": 0.3, "train.deterministic": True, "train.seed": 3,
           "data.val_fraction": 0.2, "callbacks.progress.style": "none", "callbacks.early_stopping.patience": 5,

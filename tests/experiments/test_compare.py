@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.experiments.conftest import tiny_config
 from trainlab.api import train_config
 from trainlab.experiments.compare import compare, config_diff, expand_runs, flatten, labels
 from trainlab.rundir import RunDirError
-from tests.experiments.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

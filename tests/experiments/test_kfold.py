@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.experiments.conftest import tiny_config
 from trainlab import load_run
 from trainlab.data.loaders import BatchTransform
-from trainlab.run import KFoldRun
 from trainlab.experiments.kfold import KFoldResult, run_kfold
-from tests.experiments.conftest import tiny_config
+from trainlab.run import KFoldRun
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,8 @@ def test_regression_kfold_uses_plain_folds(tmp_path: Path, regression_data: str)
 
 
 def test_out_of_fold_predictions_are_flip_averaged_like_the_folds_validation(tmp_path: Path) -> None:
-    from trainlab.session import build_data
     from trainlab.experiments.folds import pooled
+    from trainlab.session import build_data
 
     result = run_kfold(tiny_config(tmp_path, **{"train.name": "tta", "train.tta_flip": True}), 2)
     ensemble = KFoldRun(result.path)

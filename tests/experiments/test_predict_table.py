@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import trainlab
-from trainlab.run import KFoldRun
 from trainlab.experiments.kfold import run_kfold
 from trainlab.inference.table import TablePrediction, to_target_scale
+from trainlab.run import KFoldRun
 
 from .conftest import tiny_config
 

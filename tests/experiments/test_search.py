@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.experiments.conftest import tiny_config
 from trainlab import config as config_mod
 from trainlab.config import ConfigError
 from trainlab.experiments import search as search_mod
 from trainlab.experiments.search import PruneOnEpoch, SearchResult, run_search
 from trainlab.experiments.space import load_space
-from tests.experiments.conftest import tiny_config
 
 GRID = {"optim.lr": [0.003, 0.03], "model.hidden": [[4], [8, 4]]}
 
@@ -191,3 +191,12 @@ def test_two_processes_on_one_storage_share_the_study(tmp_path: Path) -> None:
     second = run_search(tiny_config(tmp_path), space, tmp_path / "m2" / "s", trials=2, method="grid", storage=storage)
     assert sorted(second.trials["optim.lr"]) == [0.003, 0.03]
     assert len(list((tmp_path / "m2" / "s").glob("trial-*"))) == 1
+
+
+def test_a_search_leaves_optuna_logging_as_it_found_it(grid_search: SearchResult) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    run_search(tiny_config(grid_search.path.parent), load_space(GRID), grid_search.path, method="grid",
+               metric="val_acc")  # quiets optuna while it runs
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trainlab import api, config as config_mod
+from trainlab import api
+from trainlab import config as config_mod
 from trainlab.engine import checkpoint
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,11 +15,11 @@ import trainlab
 from tests.reliability.helpers import QUIET
 from trainlab import rundir
 from trainlab.api import TrainingFailed
-from trainlab.session import build_data
 from trainlab.config import load as load_config
 from trainlab.engine import autobatch, checkpoint
 from trainlab.engine.autobatch import BatchSizeError, find_batch_size, largest_fitting
 from trainlab.registry import LOSSES, Entry
+from trainlab.session import build_data
 
 
 class BadAfter(nn.Module):

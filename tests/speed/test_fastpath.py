@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from trainlab import config as config_mod
-from trainlab.session import build_session
 from trainlab.config import ConfigError
 from trainlab.engine import fastpath
 from trainlab.engine.callbacks.nan_guard import NanGuard
 from trainlab.engine.state import TrainState
 from trainlab.engine.trainer import LoopSettings, Trainer
+from trainlab.session import build_session
 
 TINY = {"data.name": "digits", "model.name": "speedrun-net-xs", "train.epochs": 1, "train.device": "cpu",
         "train.batch_size": 128, "callbacks.progress.style": "none"}
@@ -192,12 +192,12 @@ def test_compile_cache_defaults_to_the_users_cache_and_respects_torchs_variable(
 def test_compile_on_cpu_trains_and_a_second_process_reuses_the_graphs_from_disk(tmp_path) -> None:
     """Two ``trainlab train`` processes compiling the same model and shapes on the CPU: both train, their
     checkpoints keep plain parameter names, and the second compiles nothing new."""
-    from trainlab.engine import checkpoint
-
     import json
     import os
     import subprocess
     import sys
+
+    from trainlab.engine import checkpoint
 
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     caches = []

@@ -18,11 +18,12 @@ Search directory::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import optuna
 import pandas as pd
@@ -30,7 +31,8 @@ import pandas as pd
 from trainlab import atomic, rundir
 from trainlab import config as config_mod
 from trainlab.config import ConfigError, RunConfig
-from trainlab.engine.callbacks.base import Callback
+from trainlab.engine.callbacks.base import Callback, TrainerView
+from trainlab.engine.state import TrainState
 from trainlab.experiments.kfold import sub_config
 from trainlab.experiments.space import Param, grid_size, signature
 from trainlab.report.plots import plot_search
@@ -64,7 +66,7 @@ class PruneOnEpoch(Callback):
     def __init__(self, trial: Any, metric: str) -> None:
         self.trial, self.metric, self.pruned = trial, metric, False
 
-    def on_epoch_end(self, trainer: Any, state: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, state: TrainState) -> None:
         value = state.metrics.get(self.metric)
         if value is None or not math.isfinite(value):
             return
@@ -83,7 +85,24 @@ def run_search(cfg: RunConfig, space: list[Param], directory: Path, *, trials: i
                storage: str | None = None, prune: bool = False, seed: int = 0,
                on_trial: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
     """Run (or continue) the study in ``directory`` until it holds ``trials`` finished trials."""
+    with _optuna_warnings_only():
+        return _search(cfg, space, directory, trials, method, metric, direction, storage, prune, seed, on_trial)
+
+
+@contextlib.contextmanager
+def _optuna_warnings_only() -> Iterator[None]:
+    """Optuna logs every trial at INFO through its own handler; quiet it for this search, then restore it."""
+    previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+def _search(cfg: RunConfig, space: list[Param], directory: Path, trials: int | None, method: Method, metric: str,
+            direction: str | None, storage: str | None, prune: bool, seed: int,
+            on_trial: Callable[[dict[str, Any]], None] | None) -> SearchResult:
     direction = direction or default_direction(metric)
     _check_space(cfg, space)
     if method == "grid":
