@@ -21,7 +21,7 @@ from trainlab.version import __version__
 
 
 def list_components(kind: str) -> list[str]:
-    """Registered names of one kind: models, datasets, optimizers, schedules, losses or callbacks."""
+    """Registered names of one kind: models, datasets, optimizers, schedules, losses, callbacks or augmentations."""
     return REGISTRIES[kind].names()
 
 
