@@ -57,6 +57,10 @@ def test_override_values_are_yaml_typed() -> None:
         (["callbacks.early_stoping.patience=3"], "unknown callback 'early_stoping'; did you mean 'early_stopping'?"),
         (["callbacks.early_stopping.patiense=3"], "did you mean 'patience'?"),
         (["optim.momentum=0.9"], "not an option of optimizer 'adam'"),
+        (["optim.lr=.inf"], "config error at optim.lr: got inf; Input should be a finite number"),
+        (["optim.name=sgd", "optim.momentum=.nan"], "config error at optim.momentum: got nan; Input should be a finite"),
+        (["train.seed=-1"], "config error at train.seed: got -1; Value error, the seed must be an integer from 0"),
+        (["callbacks.early_stopping.patience=few"], "config error at callbacks.early_stopping.patience: got 'few'"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(overrides: list[str], expected: str) -> None:
@@ -72,6 +76,12 @@ def test_bad_files_and_override_syntax(tmp_path: Path) -> None:
         load(write(tmp_path / "list.yaml", "- 1\n- 2\n"))
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load(write(tmp_path / "bad.yaml", "train: [\n"))
+    with pytest.raises(ConfigError, match=r"empty.yaml is empty \(or holds only comments\)"):
+        load(write(tmp_path / "empty.yaml", "# nothing here\n"))
+    with pytest.raises(ConfigError, match=r"alias.yaml, line 2: YAML aliases \(\*a\) are not supported"):
+        load(write(tmp_path / "alias.yaml", "optim: &a {lr: 0.1}\nmodel: *a\n"))
+    with pytest.raises(ConfigError, match=r"dup.yaml, line 3: duplicate key 'lr' \(first given at line 2\)"):
+        load(write(tmp_path / "dup.yaml", "optim:\n  lr: 0.1\n  lr: 0.2\n"))
     with pytest.raises(ConfigError, match="expected section.key=value"):
         load(overrides=["lr=0.1"])
 

@@ -25,9 +25,9 @@ from trainlab.session import build_data
 class BadAfter(nn.Module):
     """Cross-entropy whose training calls from number ``after`` + 1 on return ``value`` (NaN, Inf, -Inf)."""
 
-    def __init__(self, task: str = "classification", after: int = 0, value: float = math.nan) -> None:
-        super().__init__()
-        self.after, self.value, self.calls = after, value, 0
+    def __init__(self, task: str = "classification", after: int = 0, value: str = "nan") -> None:
+        super().__init__()  # value is text ("nan", "inf", "-inf"): the config refuses non-finite float options
+        self.after, self.value, self.calls = after, float(value), 0
         self.inner = nn.CrossEntropyLoss()
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ def all_finite(value: object) -> bool:
 def test_divergence_stops_within_one_step_and_leaves_only_finite_checkpoints(
         tmp_path: Path, bad_loss: None, value: float, every_steps: int) -> None:
     # digits at batch 64: 21 steps per epoch, so training step 25 is in epoch 2
-    overrides = {**QUIET, "loss.name": "bad_after", "loss.after": 24, "loss.value": value,
+    overrides = {**QUIET, "loss.name": "bad_after", "loss.after": 24, "loss.value": str(value),
                  "callbacks.checkpoint.every_steps": every_steps, "callbacks.checkpoint.keep": 3}
     with pytest.raises(TrainingFailed) as failure:
         trainlab.train(epochs=3, out=tmp_path, name="bad", overrides=overrides)
@@ -78,7 +78,7 @@ def test_divergence_stops_within_one_step_and_leaves_only_finite_checkpoints(
 def test_step_checkpoints_are_never_written_from_diverged_weights(tmp_path: Path, bad_loss: None) -> None:
     """Without a per-step NaN guard read (as on an accelerator between reads; here the guard is off), the
     checkpoint callback itself refuses non-finite weights, so the newest checkpoint is the last good one."""
-    overrides = {**QUIET, "loss.name": "bad_after", "loss.after": 24, "loss.value": math.nan,
+    overrides = {**QUIET, "loss.name": "bad_after", "loss.after": 24, "loss.value": "nan",
                  "callbacks.nan_guard": None, "callbacks.checkpoint.every_steps": 1, "callbacks.checkpoint.keep": 50}
     with pytest.warns(UserWarning, match="checkpoint 'last' at step 25 skipped: the weights hold NaN"):
         trainlab.train(epochs=2, out=tmp_path, name="unguarded", overrides=overrides)
@@ -159,7 +159,7 @@ def test_auto_batch_size_through_the_cli_is_printed_recorded_and_kept_on_resume(
     assert "batch_size=auto: using 200" in err
     run = trainlab.load_run(tmp_path / "auto")
     assert run.summary["batch_size"] == 200 and run.config.train.batch_size == 200
-    assert json.loads((tmp_path / "auto" / rundir.SUMMARY_FILE).read_text())["steps"] == math.ceil(1295 / 200)
+    assert json.loads((tmp_path / "auto" / rundir.SUMMARY_FILE).read_text())["steps"] == math.ceil(1294 / 200)
     code, _, err = run_cli("train", "--resume", tmp_path / "auto", "--epochs", "2")
     assert code == 0 and "batch_size=auto" not in err, "a resume reuses the probed size"
     with pytest.raises(SystemExit) as bad_flag:
