@@ -11,9 +11,17 @@ from tests.data.files import write_idx_dataset
 
 
 def test_data_stats_prints_channel_statistics(tmp_path: Path, run_cli) -> None:
+    from trainlab import data as data_mod
+
     write_idx_dataset(tmp_path)
     code, out, _ = run_cli("data", "stats", "mnist", "--set", f"data.root={tmp_path}")
-    assert code == 0 and "train 36" in out and "val 4" in out and "test 20" in out and "0.1307" in out
+    assert code == 0 and "train 36" in out and "val 4" in out and "test 20" in out
+    # the computed columns are the training split's pixels scaled to [0, 1] (random pixels: about 0.47 and 0.30),
+    # worked out here from the images themselves; 0.1307 and 0.3081 are MNIST's stored constants beside them
+    pixels = data_mod.build("mnist", root=str(tmp_path), seed=0, val_fraction=0.1).train.tensors[0].double() / 255
+    row = next(line for line in out.splitlines() if "0.1307" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:5]]
+    assert cells == ["0", f"{pixels.mean():.4f}", f"{pixels.std(unbiased=False):.4f}", "0.1307"]
 
 
 def test_data_stats_table(run_cli) -> None:

@@ -17,6 +17,8 @@ Inspect data without training.
 
   check DIR    read every file of an image folder (DIR/<class>/..., or DIR/train|val|test/<class>/...)
                and list every corrupt, truncated or non-image file and every structural problem
+  check FILE --target COLUMN
+               read a CSV table the way `--data csv` training would and say what stops it
   stats NAME   split sizes, class counts and per-channel mean/std of the training split
   show NAME    save a PNG grid of augmented training samples with their labels
 
@@ -24,6 +26,7 @@ Dataset options use the same --set keys as `trainlab train`.
 
 examples:
   trainlab data check photos/
+  trainlab data check train.csv --target SalePrice --id Id
   trainlab data stats fashion-mnist --set data.root=~/data/fashion-mnist
   trainlab data stats csv --set data.train=train.csv --set data.target=SalePrice
   trainlab data show cifar10 --set 'data.augment=[hflip, {crop: {padding: 4}}]' --out grid.png
@@ -34,10 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="check an image folder, print dataset statistics, show samples",
                                    description=DESCRIPTION, formatter_class=HelpFormatter)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="list every problem of an image folder", formatter_class=HelpFormatter,
-                               description="Read every image of DIR the way training would and list each problem.")
-    check.add_argument("dir", help="image folder root")
+    check = actions.add_parser("check", help="list every problem of an image folder or a CSV table",
+                               formatter_class=HelpFormatter,
+                               description="Read every image of DIR, or the CSV FILE, the way training would and list "
+                                           "each problem; exit 1 when there is one.")
+    check.add_argument("dir", metavar="DIR|FILE", help="image folder root, or a CSV file")
     check.add_argument("--mode", choices=["L", "RGB"], default="RGB", help="image mode to convert to")
+    check.add_argument("--val-fraction", type=float, default=0.1,
+                       help="share of the training examples held out for validation, as data.val_fraction")
+    check.add_argument("--target", help="CSV only: the column to predict, as data.target")
+    check.add_argument("--id", help="CSV only: the row id column, as data.id")
     check.set_defaults(handler=run_check)
     for name, handler, text in (("stats", run_stats, "split sizes, class counts, per-channel mean/std"),
                                 ("show", run_show, "PNG grid of augmented training samples with labels")):
@@ -55,18 +64,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from trainlab.data import imagefolder
 
+    if not 0 <= args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if Path(args.dir).expanduser().is_file():
+        return _check_csv(args, Path(args.dir).expanduser())
     report = imagefolder.scan(args.dir)
     size = imagefolder.first_size(report) if report.files.get("train") else (1, 1)
-    counts = {split: len(imagefolder.load_split(report, split, args.mode, size)[1]) for split in report.splits}
+    labels = {split: imagefolder.load_split(report, split, args.mode, size)[1] for split in report.splits}
+    found = imagefolder.folder_findings(report, labels, args.val_fraction)
     console.print(f"{report.root}: {len(report.classes)} classes; readable images "
-                  + ", ".join(f"{split} {n}" for split, n in counts.items()))
-    for problem in report.problems + report.bad:
-        console.print(f"  {problem}", markup=False)
-    if report.ok:
+                  + ", ".join(f"{split} {len(y)}" for split, y in labels.items()))
+    problems = report.problems + found.problems + report.bad
+    for line in problems + [f"warning: {w}" for w in found.warnings]:
+        console.print(f"  {line}", markup=False, soft_wrap=True)  # one line per problem, whole paths: grep-able
+    if not problems:
         console.print("no problems found")
         return 0
-    console.print(f"{len(report.problems) + len(report.bad)} problem(s); data.skip_bad=true skips unreadable files")
+    console.print(f"{len(problems)} problem(s)" + ("; data.skip_bad=true skips unreadable files" if report.bad else ""))
     return 1
+
+
+def _check_csv(args: argparse.Namespace, path: Path) -> int:
+    """Build the table as `--data csv` would (its checks log their warnings); a refusal is the one problem listed."""
+    from trainlab.data import tabular
+
+    if not args.target:
+        raise ValueError(f"data check {path}: a CSV table needs --target COLUMN (the column to predict)")
+    try:
+        bundle = tabular.csv(train=str(path), target=args.target, id=args.id, val_fraction=args.val_fraction)
+    except ValueError as err:
+        console.print(f"{path}:\n  {err}\n1 problem", markup=False, soft_wrap=True)
+        return 1
+    meta = bundle.meta
+    sizes = ", ".join(f"{s} {len(getattr(bundle, s))}" for s in ("train", "val") if getattr(bundle, s) is not None)
+    classes = f", {len(meta.classes)} classes" if meta.classes else ""
+    console.print(f"{path}: {meta.task}{classes}; rows {sizes}; {meta.input_shape[0]} model input features",
+                  markup=False, soft_wrap=True)
+    console.print("no problems found")
+    return 0
 
 
 def _build(args: argparse.Namespace) -> tuple[Any, Any]:

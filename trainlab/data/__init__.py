@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from trainlab.data import embedded, imagefolder, synthetic, tabular, vision  # noqa: F401  (registration)
 from trainlab.data.bundle import DataBundle, DataMeta
+from trainlab.data.checks import check_bundle
 from trainlab.data.tabular import transform_table
 from trainlab.registry import DATASETS
 
@@ -17,5 +18,10 @@ __all__ = ["DataBundle", "DataMeta", "build", "transform_table"]
 
 
 def build(name: str, *, seed: int = 0, val_fraction: float = 0.1, **options: object) -> DataBundle:
-    """Build the dataset registered as ``name`` with a seeded validation split."""
-    return DATASETS.get(name)(seed=seed, val_fraction=val_fraction, **options)
+    """Build the dataset registered as ``name`` with a seeded validation split.
+
+    Every bundle passes :func:`~trainlab.data.checks.check_bundle`: no builder can hand the trainer an empty split or
+    a single class."""
+    bundle = DATASETS.get(name)(seed=seed, val_fraction=val_fraction, **options)
+    check_bundle(bundle, val_fraction, where=f"{name}")
+    return bundle

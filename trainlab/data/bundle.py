@@ -79,7 +79,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int, stratify: b
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
     held: list[np.ndarray] = []
-    for idx, count in zip(groups, _held_counts([len(g) for g in groups], fraction)):
+    for idx, count in zip(groups, held_counts([len(g) for g in groups], fraction)):
         idx = rng.permutation(idx)
         held.append(idx[:count])
     held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=int)
@@ -87,7 +87,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int, stratify: b
     return keep, held_out
 
 
-def _held_counts(sizes: list[int], fraction: float) -> list[int]:
+def held_counts(sizes: list[int], fraction: float) -> list[int]:
     """Per-group held-out counts summing to ``round(total * fraction)`` (largest remainders get the extra ones),
     so small classes still yield a validation set of the requested size."""
     exact = np.asarray(sizes, dtype=np.float64) * fraction

@@ -11,6 +11,7 @@ import os
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -65,5 +66,12 @@ def download(urls: list[str], dest: Path, md5: str) -> Path:
 
 def extract_tar(archive: Path, into: Path) -> None:
     """Unpack a tar archive with the ``data`` filter (no absolute paths, links out of ``into`` or devices)."""
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except tarfile.FilterError as err:
+        raise ValueError(f"{archive}: refused, it holds a member that would land outside {into} or is not a plain "
+                         f"file ({err})") from None
+    except (tarfile.TarError, EOFError, zlib.error) as err:
+        raise ValueError(f"{archive} is truncated or corrupt ({type(err).__name__}: {err}); delete it and download "
+                         "it again (data.download=true)") from None

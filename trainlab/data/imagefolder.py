@@ -10,6 +10,8 @@ resizing), stored as uint8 in memory, and normalized with the training split's o
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +20,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, channel_stats, tensor_splits
+from trainlab.data.checks import Findings, dataset_findings, enforce
 from trainlab.data.images import InputError, load_image
 from trainlab.data.preprocess import image_preprocess
 from trainlab.registry import DATASETS
@@ -94,7 +97,9 @@ def read_image(path: Path, mode: str, size: tuple[int, int]) -> torch.Tensor:
 
     try:
         return load_image(path, {"mode": mode, "size": list(size), "max_value": 255}).to(torch.uint8)
-    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+    except InputError:
+        raise
+    except (ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError) as err:
         raise InputError(f"{path}: not a readable image ({err})") from None
 
 
@@ -107,7 +112,7 @@ def first_size(report: FolderReport) -> tuple[int, int]:
             with Image.open(path) as img:
                 if img.width * img.height <= (Image.MAX_IMAGE_PIXELS or float("inf")):
                     return img.height, img.width
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError):
             continue
     raise ValueError(f"imagefolder: no readable training image under {report.splits['train']}")
 
@@ -124,6 +129,25 @@ def load_split(report: FolderReport, split: str, mode: str, size: tuple[int, int
     channels = 1 if mode == "L" else 3
     x = torch.stack(images) if images else torch.zeros((0, channels, *size), dtype=torch.uint8)
     return x, torch.tensor(labels, dtype=torch.long)
+
+
+def folder_findings(report: FolderReport, labels: dict[str, torch.Tensor], val_fraction: float) -> Findings:
+    """The shared dataset checks (two classes at least, splits that are not empty) for the readable images of each
+    split (``labels``), as training will split them: ``val_fraction`` applies only without a validation folder."""
+    found = Findings()
+    for split in ("val", "test"):
+        if split in labels and len(labels[split]) == 0:
+            found.problems.append(f"{report.splits[split]}: no readable images in the {split} split")
+    if not report.classes or len(labels.get("train", ())) == 0:
+        return found  # scan() and the build already say so, naming the folder
+    separate = "val" in labels
+    shared = dataset_findings(labels["train"].numpy(), task="classification", classes=report.classes,
+                              val_fraction=0.0 if separate else val_fraction,
+                              where=f"imagefolder: {report.splits['train']}", classes_from="class sub-folders",
+                              val_rows=len(labels["val"]) if separate else None)
+    found.problems += shared.problems
+    found.warnings += shared.warnings
+    return found
 
 
 def _size(size: int | list[int] | None, report: FolderReport) -> tuple[int, int]:
@@ -162,6 +186,7 @@ def imagefolder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = 
     x, y = arrays["train"]
     if len(y) == 0:
         raise ValueError(f"imagefolder: no readable training images under {report.splits['train']}")
+    enforce(folder_findings(report, {split: labels for split, (_, labels) in arrays.items()}, val_fraction))
     if "val" in arrays:
         train, val = TensorDataset(x, y), TensorDataset(*arrays["val"])
     else:

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+logger = logging.getLogger(__name__)
+
+SMALL_SIDE = 4  # an image side under 1/SMALL_SIDE of the model's is blown up from too little detail
+ASPECT_LIMIT = 2.0  # width/height this many times off the model's is squashed out of shape
+
 
 class InputError(ValueError):
     """A file given to predict cannot be read or converted."""
 
 
-def load_image(path: Path, preprocess: dict[str, Any]) -> torch.Tensor:
+def load_image(path: Path, preprocess: dict[str, Any], warn_size: bool = False) -> torch.Tensor:
     """Read one image of any size or mode into the stored training format (C, H, W) at the stored value scale.
 
     Palette, alpha, 16-bit and CMYK images are converted to the training ``mode``; alpha is composited on white,
     as an image viewer shows it.  When training images have a dark background (ink bright, as in MNIST) and the file has
-    a light one (a scan, a drawing), it is inverted.
+    a light one (a scan, a drawing), it is inverted.  ``warn_size`` logs a warning when the resize to the model's size
+    distorts the image badly (see :func:`size_warning`): predict asks for it, training reads its own folder quietly.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -32,9 +41,12 @@ def load_image(path: Path, preprocess: dict[str, Any]) -> torch.Tensor:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise InputError(f"{path}: refused, the header declares an image too large to decode safely "
                          f"(a possible decompression bomb: {err})") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
         raise InputError(f"{path}: not a readable image ({err})") from None
     height, width = preprocess["size"]
+    problem = size_warning(image.size, (width, height)) if warn_size else None
+    if problem:
+        logger.warning("%s: %s", path, problem)
     image = image.resize((width, height), Image.Resampling.BOX if image.width >= width else Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
@@ -42,6 +54,23 @@ def load_image(path: Path, preprocess: dict[str, Any]) -> torch.Tensor:
         array = 255.0 - array
     max_value = preprocess.get("max_value", 255)
     return torch.from_numpy(np.rint(array * (max_value / 255.0)) if max_value != 255 else array)
+
+
+def size_warning(size: tuple[int, int], model_size: tuple[int, int]) -> str | None:
+    """Why resizing an image of ``size`` (width, height) to ``model_size`` will mislead the model, or None.
+
+    A side under 1/4 of the model's side has too little detail for the model to see what it was trained on, and an
+    aspect ratio twice off squashes the content; the prediction is still made, but it deserves little trust.
+    """
+    (w, h), (mw, mh) = size, model_size
+    aspect = (w / h) / (mw / mh)
+    if w * SMALL_SIDE < mw or h * SMALL_SIDE < mh:
+        why = f"much smaller than the model's {mw}x{mh} input (a side under 1/{SMALL_SIDE} of it)"
+    elif max(aspect, 1 / aspect) > ASPECT_LIMIT:
+        why = f"a very different shape from the model's {mw}x{mh} input (aspect ratio {w / h:.3g} vs {mw / mh:.3g})"
+    else:
+        return None
+    return f"the image is {w}x{h} (width x height), {why}; it is resized to {mw}x{mh}, so the prediction may be poor"
 
 
 def _to_mode(img: Any, mode: str) -> Any:
@@ -68,7 +97,7 @@ def load_images(paths: Sequence[str | Path], preprocess: dict[str, Any]) -> torc
     tensors, problems = [], []
     for path in map(Path, paths):
         try:
-            tensors.append(load_image(path, preprocess))
+            tensors.append(load_image(path, preprocess, warn_size=True))
         except InputError as err:
             problems.append(str(err))
     if problems:

@@ -8,7 +8,9 @@ test split is the test set and validation comes from the training set (stratifie
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,20 +70,36 @@ CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 
+REFETCH = "delete it and download it again (data.download=true), or check the copy"
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """A dataset file's bytes, gunzipped when it is gzip; a truncated or corrupt file fails naming it and the fix."""
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise ValueError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); {REFETCH}") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path} ({err.strerror or err})") from None
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (gzipped or not) with a single ``frombuffer``; the header is validated against the size."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+    raw = read_file_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
+        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()}); {REFETCH}")
     ndim = raw[3]
+    offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise ValueError(f"{path}: the IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes; "
+                         f"{REFETCH}")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    offset = 4 + 4 * ndim
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     if len(raw) - offset != expected:
-        raise ValueError(f"{path}: header says {dims} ({expected} bytes) but the file holds {len(raw) - offset} bytes")
+        raise ValueError(f"{path}: header says {dims} ({expected} bytes) but the file holds {len(raw) - offset} bytes; "
+                         f"{REFETCH}")
     return np.frombuffer(bytearray(raw), dtype=dtype, offset=offset).reshape(dims)  # bytearray: writable
 
 
@@ -117,8 +135,24 @@ def load_idx_dataset(name: str, root: Path, download: bool) -> dict[str, tuple[n
         labels = read_idx(paths[f"{prefix}-labels-idx1-ubyte"])  # type: ignore[arg-type]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(f"{name} {split}: images {images.shape} and labels {labels.shape} do not match")
+        _check_pixels(images, paths[f"{prefix}-images-idx3-ubyte"])  # type: ignore[arg-type]
+        _check_labels(labels, len(spec.classes), paths[f"{prefix}-labels-idx1-ubyte"])  # type: ignore[arg-type]
         out[split] = (images[:, None], labels)
     return out
+
+
+def _check_pixels(images: np.ndarray, path: Path) -> None:
+    """Images are stored as uint8; another IDX type would be silently wrapped around into 0..255."""
+    if images.dtype != np.uint8:
+        raise ValueError(f"{path}: holds {images.dtype} pixels, expected unsigned bytes (IDX type 0x08); {REFETCH}")
+
+
+def _check_labels(labels: np.ndarray, classes: int, path: Path) -> None:
+    """Labels must index the classes: an out-of-range label fails deep in the loss, far from the file."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        bad = np.flatnonzero((labels < 0) | (labels >= classes))
+        raise ValueError(f"{path}: labels must lie in 0..{classes - 1}, but {len(bad)} do not (first at index "
+                         f"{int(bad[0])}: {labels[bad[0]]}); {REFETCH}")
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -139,20 +173,28 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR python batch → (uint8 N×3×32×32 images, int labels)."""
-    with open(path, "rb") as handle:
-        try:
+    try:
+        with open(path, "rb") as handle:
             batch = _CifarUnpickler(handle, encoding="bytes").load()
-        except (pickle.UnpicklingError, EOFError, ValueError) as err:
-            raise ValueError(f"{path}: not a CIFAR python batch ({err})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not a CIFAR python batch, or truncated ({type(err).__name__}: {err}); "
+                         f"{REFETCH}") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path} ({err.strerror or err})") from None
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: not a CIFAR python batch (holds {type(batch).__name__}, expected a dict)")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
         raise ValueError(f"{path}: a CIFAR batch needs 'data' and 'labels' entries, found {sorted(batch)}")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{path}: a CIFAR batch's 'data' must be bytes and 'labels' integers ({err}); "
+                         f"{REFETCH}") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise ValueError(f"{path}: data {data.shape} / labels {labels.shape} are not N×3072 / N")
+    _check_labels(labels, len(CIFAR10.classes), path)
     return data.reshape(-1, 3, 32, 32), labels
 
 

@@ -86,7 +86,9 @@ def predict_table(models: Sequence[nn.Module], source: str | Path | pd.DataFrame
     id_name = preprocess.get("id")
     if id_name is not None and id_name not in frame.columns:
         raise ValueError(f"the table lacks the id column '{id_name}' (data.id of the run)")
-    x = transform_table(frame, preprocess).to(device)
+    where = "the table" if isinstance(source, pd.DataFrame) else str(source if isinstance(source, (str, Path))
+                                                                     else next(iter(source)))
+    x = transform_table(frame, preprocess, source=where).to(device)  # errors name the file's lines
     output = average_outputs(models, x, meta.task).cpu()
     ids = frame[id_name].tolist() if id_name is not None else list(range(1, len(frame) + 1))
     target_name = preprocess.get("target", {}).get("name", "prediction")
