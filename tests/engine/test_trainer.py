@@ -50,7 +50,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_nan_stops_within_one_step_and_keeps_last_good_checkpoint(tmp_path: Path, scripted: None) -> None:
-    # digits: 1,295 training examples at batch 64 → 21 steps per epoch; NaN from training step 30 (epoch 2)
+    # digits: 1,294 training examples at batch 64 → 21 steps per epoch; NaN from training step 30 (epoch 2)
     # The loss also runs in validation (3 batches per epoch), so call 30 + 3 is training step 30.
     with pytest.raises(TrainingFailed) as failure:
         trainlab.train(epochs=3, out=tmp_path, name="nan", overrides={**QUIET, "loss.name": "nan_after", "loss.after": 32})

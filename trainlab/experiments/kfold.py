@@ -40,7 +40,7 @@ from trainlab.report.html import write_report_safely
 from trainlab.run import KFoldRun, Run
 from trainlab.rundir import FOLD_FILE, FOLDS_TABLE, KFOLD_FILE, OOF_FILE
 from trainlab.session import build_data
-from trainlab.training import TrainingFailed, resume_config, train_config
+from trainlab.training import TrainingFailed, TrainingInterrupted, resume_config, train_config
 
 FINISHED_FOLD = ("completed", "failed")  # a failed (diverged) fold would diverge again: it is final too
 OnFold = Callable[[int, dict[str, Any]], None]
@@ -126,10 +126,11 @@ def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, 
                 on_fold(i, row)
         return _finish(cfg, root, bundle, folds, rows, oof, completed, earlier_seconds + time.perf_counter() - started)
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"
+        interrupted = isinstance(err, (KeyboardInterrupt, TrainingInterrupted))  # Ctrl-C outside / inside a fold's fit
+        status = "interrupted" if interrupted else "crashed"
         error = None if status == "interrupted" else f"{type(err).__name__}: {err}"
         _write_status(cfg, root, bundle, folds, status, earlier_seconds + time.perf_counter() - started, error)
-        if isinstance(err, KeyboardInterrupt):
+        if interrupted:
             raise KFoldInterrupted(root) from None
         raise
 

@@ -37,7 +37,7 @@ from trainlab.experiments.kfold import sub_config
 from trainlab.experiments.space import Param, grid_size, signature
 from trainlab.report.plots import plot_search
 from trainlab.rundir import BEST_CONFIG_FILE, SEARCH_FILE, SEARCH_PLOT_FILE, TRIALS_FILE
-from trainlab.training import train_config
+from trainlab.training import TrainingInterrupted, train_config
 
 Method = Literal["grid", "random", "tpe"]
 
@@ -212,8 +212,10 @@ def _objective(cfg: RunConfig, space: list[Param], directory: Path, metric: str,
         try:
             run = train_config(sub_config(cfg, directory, rundir.TRIAL_DIR.format(number=trial.number), values),
                                callbacks={"search_prune": pruner} if pruner else None)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TrainingInterrupted) as stop:
             trial.set_user_attr("interrupted", True)
+            if isinstance(stop, TrainingInterrupted):  # an ordinary exception, which optuna's catch would swallow:
+                raise KeyboardInterrupt(str(stop)) from None  # Ctrl-C must stop the whole study, as before
             raise
         except Exception as err:
             trial.set_user_attr("error", f"{type(err).__name__}: {str(err).splitlines()[0]}")

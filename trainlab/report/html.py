@@ -81,7 +81,14 @@ def _metrics(summary: Mapping[str, Any]) -> str:
     test = summary.get("test", {})
     keys = sorted(set(final) | set(best) | set(test))
     rows = [(k, final.get(k), best.get(k, {}).get("value"), best.get(k, {}).get("epoch"), test.get(k)) for k in keys]
-    return table(("metric", "final epoch", "best", "best epoch", "test (last weights)"), rows)
+    return table(("metric", "final epoch", "best", "best epoch", _test_label(summary)), rows)
+
+def _test_label(summary: Mapping[str, Any]) -> str:
+    """Say whose test metrics these are: the checkpoint training evaluated (usually ``best-…``, the weights eval
+    and predict use), or the fold ensemble of a k-fold directory."""
+    if summary.get("test_checkpoint"):
+        return f"test ({summary['test_checkpoint']})"
+    return "test (fold ensemble)" if summary.get("kind") == "kfold" else "test"
 
 def _curves(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> str:
     """The run's curves.png when the plot_curves callback drew it (no second rendering), else drawn here."""

@@ -7,6 +7,7 @@ metrics of the best checkpoint, and the report.  Whatever way training ends (com
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
 from trainlab.engine import checkpoint, fastpath
 from trainlab.engine.callbacks import Callback
+from trainlab.engine.callbacks.checkpoint import share_best_rule
 from trainlab.engine.trainer import Trainer
 from trainlab.inference.outputs import class_predictions
 from trainlab.report.html import Predictions, write_report_safely
@@ -25,9 +27,16 @@ from trainlab.run import Run
 from trainlab.session import Session, apply_thread_count, build_data, build_session
 from trainlab.training import summary as run_summary
 
+logger = logging.getLogger(__name__)
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; a checkpoint was saved in ``run_dir``."""
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C (or SIGTERM in the CLI) during training; a checkpoint was saved in ``run_dir``.
+
+    An ordinary exception, not a ``KeyboardInterrupt``: the user's Ctrl-C has been handled by the time this is
+    raised (checkpoint written, summary says ``interrupted``), so callers catch it by name — and a test that
+    expected a finished run fails on its own instead of stopping a whole pytest session.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(f"training interrupted; resume with: trainlab train --resume {run_dir}")
@@ -88,11 +97,12 @@ def _start(cfg: RunConfig, run_dir: Path, resume: bool = False, bundle: DataBund
             if not resume:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+        share_best_rule(session.trainer.callbacks)
+        # before any file is rewritten: a resume refused for want of a good checkpoint leaves the directory as it was
+        resumed_from = _resume_latest(session.trainer, run_dir) if resume else None
         rundir.save_config(run_dir, session.cfg)
         rundir.write_data_meta(run_dir, session.bundle.meta)
-        if resume:
-            _resume_latest(session.trainer, run_dir)
-        return _fit(session, run_dir)
+        return _fit(session, run_dir, resumed_from)
 
 
 # Settings that may change when resuming without making the continuation differ from the original run.
@@ -106,19 +116,34 @@ def _resume_config(run_dir: Path, flags: Mapping[str, Any], overrides: Any, forc
                                       advice="start a new run, or pass --resume-force to resume anyway")
 
 
-def _resume_latest(trainer: Trainer, run_dir: Path) -> None:
+def _resume_latest(trainer: Trainer, run_dir: Path) -> str:
+    """Load the newest ``last`` checkpoint that passes every check and return its name.
+
+    A damaged or tampered newer one is skipped with a warning that says why, so the run continues from the
+    previous good checkpoint instead of from garbage (or not at all); nothing is applied to the trainer until a
+    checkpoint has loaded completely.
+    """
     ckpt_dir = rundir.checkpoint_dir(run_dir)
     checkpoint.clean_leftovers(ckpt_dir)
-    latest = checkpoint.latest_valid(ckpt_dir, "last")
-    if latest is None:
-        raise checkpoint.CheckpointError(f"{run_dir} has no complete checkpoint to resume from")
-    trainer.resume(latest)
+    problems = []
+    for path in checkpoint.newest_first(ckpt_dir, "last"):
+        try:
+            trainer.resume(path)
+        except checkpoint.CheckpointError as err:
+            logger.warning("skipping damaged checkpoint: %s", err)
+            problems.append(str(err))
+            continue
+        if problems:
+            logger.warning("resuming from the older checkpoint %s", path)
+        return path.name
+    refused = f" ({len(problems)} refused, the newest because: {problems[0]})" if problems else ""
+    raise checkpoint.CheckpointError(f"{run_dir} has no complete checkpoint to resume from{refused}")
 
 
-def _fit(session: Session, run_dir: Path) -> "Run":
+def _fit(session: Session, run_dir: Path, resumed_from: str | None = None) -> "Run":
     started = time.perf_counter()
     state = session.trainer.state
-    summary = run_summary.base(session)
+    summary = run_summary.base(session, resumed_from)
     run_summary.write(run_dir, dict(summary), state, "running", started)
     try:
         _compile(session)

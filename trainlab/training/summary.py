@@ -15,12 +15,19 @@ from trainlab.engine.state import TrainState
 from trainlab.session import Session
 
 
-def base(session: Session) -> dict[str, Any]:
-    """The fixed part: what was trained, where, with which versions; wall time carried over from a resume."""
+def base(session: Session, resumed_from: str | None = None) -> dict[str, Any]:
+    """The fixed part: what was trained, where, with which versions; wall time carried over from a resume.
+
+    ``resumed_from`` names the checkpoint directory this session's resume loaded (e.g. ``last-000000420``), so
+    anyone can check which one it was (a damaged newer one is skipped); a fresh run has no such key.  Every later
+    write of this session starts from this dict, so the key stays until the next resume replaces it.
+    """
     cfg = session.cfg
     run_dir = session.trainer.run_dir
     previous = rundir.read_summary(run_dir) if run_dir and (run_dir / rundir.SUMMARY_FILE).is_file() else {}
+    resumed = {"resumed_from": resumed_from} if resumed_from is not None else {}
     return {
+        **resumed,
         "wall_seconds": previous.get("wall_seconds", 0.0),
         "model": cfg.model.name,
         "data": cfg.data.name,

@@ -3,6 +3,10 @@
 "The weights that scored best" means everything evaluation used at the best epoch: the trained weights and,
 with ``train.ema``, the averaged weights that were actually validated.  Restoring only the trained weights would
 leave the EMA — which ``eval``, ``predict`` and test metrics use — at the last epoch's average.
+
+:func:`improved` is the one definition of "better" in the loop.  When early stopping is on, the checkpoint
+callback's ``best`` follows this callback's decisions (see ``checkpoint.share_best_rule``), so the ``best-*``
+checkpoint, the weights restored at the end, the test metrics, ``eval`` and ``predict`` are all one epoch.
 """
 
 from __future__ import annotations
@@ -13,6 +17,18 @@ from typing import Any, Literal
 from trainlab.engine.callbacks.base import Callback, TrainerView
 from trainlab.engine.state import TrainState
 from trainlab.registry import CALLBACKS
+
+
+def improved(value: float, best: float, mode: Literal["min", "max"], min_delta: float = 0.0) -> bool:
+    """True when ``value`` beats ``best`` by more than ``min_delta`` in direction ``mode``.
+
+    A non-finite value (NaN, ±inf: a diverging or degenerate epoch) is never an improvement.
+    """
+    if not math.isfinite(value):
+        return False
+    if mode == "min":
+        return value < best - min_delta
+    return value > best + min_delta
 
 
 @CALLBACKS.register("early_stopping", description="stop after `patience` epochs without improvement; restore best")
@@ -34,9 +50,7 @@ class EarlyStopping(Callback):
 
     def improved(self, value: float) -> bool:
         """True when ``value`` beats the best so far by more than ``min_delta``."""
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return improved(value, self.best, self.mode, self.min_delta)
 
     def on_epoch_end(self, trainer: TrainerView, state: TrainState) -> None:
         if self.monitor not in state.metrics:
