@@ -32,7 +32,7 @@ def test_train_writes_the_run_directory(trained_run: Path) -> None:
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2 and summary["seed"] == 1
     assert summary["device"] == "cpu" and summary["versions"]["trainlab"]
-    assert 0.0 <= summary["test"]["test_acc"] <= 1.0
+    assert summary["test"]["test_acc"] > 0.3  # it learned (about 0.5 after 2 epochs); chance is 0.1
     assert summary["best"]["val_acc"]["epoch"] in (1, 2)
     ckpts = sorted(p.name.split("-")[0] for p in (trained_run / "checkpoints").iterdir())
     assert ckpts == ["best", "last"]
@@ -77,6 +77,10 @@ def test_list_every_kind(run_cli) -> None:
         (["train", "--lr", "0"], "config error at optim.lr: got 0.0"),
         (["eval", "no/such/run"], "is not a trainlab run directory"),
         (["train", "--resume", "no/such/run"], "is not a trainlab run directory"),
+        (["kfold", "--folds", "0"], "--folds must be at least 2"),
+        (["search", "--space", "no-such-space.yaml", "--trials", "0"], "--trials must be at least 1"),
+        (["train", "--name", ".."], "--name '..' must be a plain directory name"),
+        (["runs", __file__], "is a file"),
     ],
 )
 def test_errors_exit_2_with_message(run_cli, args: list[str], message: str) -> None:

@@ -6,8 +6,9 @@ only what it needs (the data for an evaluation, the model for a prediction); it 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,9 @@ class Run(RunDirectory):
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model with its best weights, in eval mode."""
         model = build_model(self.config, self.meta)
-        model.load_state_dict(checkpoint.evaluation_weights(checkpoint.load(self.best_checkpoint())))
+        best = self.best_checkpoint()
+        with _weights_fit_config(self.path, best):
+            model.load_state_dict(checkpoint.evaluation_weights(checkpoint.load(best)))
         return model.to(device).eval()
 
     def load_models(self, device: str | torch.device = "cpu") -> list[nn.Module]:
@@ -127,7 +130,9 @@ class Run(RunDirectory):
             overrides["train.tta_flip"] = tta
         cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides=overrides)
         session = build_session(cfg, run_dir=None)
-        session.trainer.load_weights(checkpoint.load(self.best_checkpoint()))
+        best = self.best_checkpoint()
+        with _weights_fit_config(self.path, best):
+            session.trainer.load_weights(checkpoint.load(best))
         return session.trainer.evaluate(session.loader(split), prefix=split)
 
 
@@ -178,6 +183,22 @@ class KFoldRun(RunDirectory):
         loss_fn = build_loss(cfg.loss.name, self.meta.task, **cfg.loss.options())
         flip = cfg.train.tta_flip if tta is None else tta
         return ensemble_metrics(models, loader, self.meta.task, loss_fn, split, tta_flip=flip)
+
+
+@contextlib.contextmanager
+def _weights_fit_config(run_dir: Path, ckpt: Path) -> Iterator[None]:
+    """torch's state-dict mismatch (a RuntimeError with a traceback) as a CheckpointError saying why it happens:
+    the model built from config.yaml is not the one the checkpoint was trained as, because the file was edited."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "state_dict" not in str(err):
+            raise
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise checkpoint.CheckpointError(
+            f"the model {run_dir / rundir.CONFIG_FILE} describes does not fit the weights in {ckpt} "
+            f"({detail[:300]}): was config.yaml edited after training? Put back the model settings the run was "
+            "trained with") from None
 
 
 def load_run(path: str | Path) -> Run | KFoldRun:

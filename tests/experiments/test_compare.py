@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.experiments.conftest import tiny_config
+from tests.report.test_html import parse
 from trainlab.api import train_config
 from trainlab.experiments.compare import compare, config_diff, expand_runs, flatten, labels
 from trainlab.rundir import RunDirError
@@ -44,8 +44,12 @@ def test_compare_writes_figure_tables_and_page(two_runs: list[Path], tmp_path: P
     assert (table["examples_per_s"] > 0).all()
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"
     page = (tmp_path / "cmp" / "compare.html").read_text()
-    HTMLParser().feed(page)
-    assert "data:image/png;base64," in page and "optim.momentum" in page
+    structure = parse(page)  # a doctype, every element closed in order, nothing left open
+    assert structure.ids == ["curves", "metrics", "config-diff", "runs"]
+    assert len(structure.images) == 1 and structure.images[0].startswith("data:image/png;base64,")
+    metrics, diff = structure.tables
+    assert [row[0] for row in metrics[1:]] == ["a", "b"]
+    assert diff[0] == ["key", "a", "b"] and [row[0] for row in diff[1:]] == ["optim.lr", "optim.momentum", "optim.name"]
     assert result.diff.equals(pd.read_csv(tmp_path / "cmp" / "config_diff.csv").fillna(""))
 
 
@@ -54,14 +58,18 @@ def test_a_directory_of_runs_expands(two_runs: list[Path]) -> None:
 
 
 def test_compare_needs_two_runs(two_runs: list[Path], tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="at least two runs"):
+    with pytest.raises(ValueError, match="at least two different runs"):
         expand_runs([two_runs[0]])
+    with pytest.raises(ValueError, match="at least two different runs, found 1"):
+        expand_runs([two_runs[0], two_runs[0].parent / ".." / two_runs[0].parent.name / two_runs[0].name])
     with pytest.raises(RunDirError, match="neither a run directory"):
         expand_runs([tmp_path])
 
 
 def test_labels_disambiguate_equal_names() -> None:
     assert labels([Path("x/fold-1"), Path("y/fold-1"), Path("y/fold-2")]) == ["x/fold-1", "y/fold-1", "fold-2"]
+    # the same parent name too: the whole path keeps the curves and columns apart
+    assert labels([Path("x/cv/fold-1"), Path("y/cv/fold-1")]) == ["x/cv/fold-1", "y/cv/fold-1"]
 
 
 def test_flatten() -> None:

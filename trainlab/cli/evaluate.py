@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.table import Table
 
 from trainlab.api import load_run
-from trainlab.cli.common import HelpFormatter, console
+from trainlab.cli.common import (
+    HelpFormatter,
+    OutputKind,
+    add_force_flag,
+    check_output,
+    console,
+    csv_output,
+    make_parent,
+)
 from trainlab.engine.metrics import format_metric
+from trainlab.inference.outputs import Prediction
 from trainlab.inference.table import TablePrediction
-from trainlab.rundir import SUMMARY_FILE, find_runs, read_summary
+from trainlab.rundir import SUMMARY_FILE, find_runs
 
 
 def print_metrics(label: str, metrics: dict[str, float]) -> None:
@@ -34,6 +47,9 @@ feature column is an error, a category never seen in training a warning), and th
 Test-time augmentation: a run trained with train.tta_flip=true was validated and tested on the average logits of
 each image and its left-right mirror, so predict does the same by default; --no-tta predicts from the image alone,
 --tta forces the averaging for any image run. Tables are never flipped.
+
+--out never overwrites an input, a file inside a run directory, or an existing file that is not an earlier
+prediction CSV of the same kind (same header); --force overrides that.
 
 examples:
   trainlab predict runs/simple-cnn-digits-20261122-101500 digit.png scan.jpg
@@ -58,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("inputs", nargs="+", help="image files, or one CSV file for a run trained on a table")
     pr.add_argument("--out", default=None, help="write the predictions to this CSV file (for a table run: "
                     "a Kaggle-style submission, id column and target column)")
+    add_force_flag(pr)
     pr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     add_tta_flag(pr)
     pr.set_defaults(handler=run_predict)
@@ -83,13 +100,28 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+PREDICTION_COLUMNS = [field.name for field in dataclasses.fields(Prediction)]  # the CSV header of image predictions
+# Before predicting, the header (image or table run) is not known yet: check everything but the header then.
+_HEADER_NOT_KNOWN = OutputKind("(checked once the header is known)", lambda path: True)
+
+
+def _output(args: argparse.Namespace, kind: OutputKind) -> Path | None:
+    """``--out`` checked against the run and the input files (nothing is written if it is refused)."""
+    if not args.out:
+        return None
+    return check_output(args.out, kind, inputs=[args.run_dir, *args.inputs], force=args.force)
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    _output(args, _HEADER_NOT_KNOWN)  # a refused --out is reported before any work
     predictions = load_run(args.run_dir).predict(args.inputs, tta=getattr(args, "tta", None))
     if isinstance(predictions, TablePrediction):
         return _print_table_prediction(predictions, args)
-    if args.out:
-        pd.DataFrame([p.__dict__ for p in predictions]).to_csv(args.out, index=False)
-        console.print(f"wrote {len(predictions)} predictions to {args.out}")
+    out = _output(args, csv_output(PREDICTION_COLUMNS))
+    if out:
+        pd.DataFrame([dataclasses.asdict(p) for p in predictions], columns=PREDICTION_COLUMNS).to_csv(
+            make_parent(out), index=False)
+        console.print(f"wrote {len(predictions)} predictions to {out}")
     if args.json:
         for p in predictions:
             print(json.dumps(p.__dict__))
@@ -104,9 +136,10 @@ def run_predict(args: argparse.Namespace) -> int:
 def _print_table_prediction(prediction: TablePrediction, args: argparse.Namespace) -> int:
     """Write the submission when asked; print every row as JSON, or the first rows as a table."""
     frame = prediction.frame()
-    if args.out:
-        prediction.write(args.out)
-        console.print(f"wrote {len(prediction)} rows ({prediction.id_col},{prediction.target_col}) to {args.out}")
+    out = _output(args, csv_output([prediction.id_col, prediction.target_col]))
+    if out:
+        prediction.write(out)
+        console.print(f"wrote {len(prediction)} rows ({prediction.id_col},{prediction.target_col}) to {out}")
     if args.json:
         for row in frame.to_dict(orient="records"):
             print(json.dumps(row, default=str))
@@ -130,18 +163,48 @@ def _best_cell(summary: dict) -> str:
     return "-"
 
 
+RUN_COLUMNS = ("name", "model", "data", "best", "test", "epochs", "time", "status")
+
+
 def run_list(args: argparse.Namespace) -> int:
-    runs = find_runs(args.directory)
+    """One row per run; a run whose summary.json cannot be read is one row saying why, and the others still list."""
+    directory = Path(args.directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} is a file; `trainlab runs` lists the run directories inside a directory")
+    runs = find_runs(directory)
     if not runs:
         console.print(f"no runs in {args.directory}")
         return 0
-    table = Table("name", "model", "data", "best", "test", "epochs", "time", "status")
+    table = Table(*RUN_COLUMNS)
+    unreadable = []
     for path in runs:
-        summary = read_summary(path) if (path / SUMMARY_FILE).is_file() else {}
-        test = summary.get("test", {})
-        test_cell = next((format_metric(k, v) for k, v in test.items() if not k.endswith("_loss")), "-")
-        table.add_row(path.name, summary.get("model", "?"), summary.get("data", "?"), _best_cell(summary), test_cell,
-                      str(summary.get("epochs_completed", "-")), f"{summary.get('wall_seconds', 0):.1f}s",
-                      summary.get("status", "?"))
+        row, problem = _run_row(path)
+        table.add_row(*row)
+        if problem:
+            unreadable.append(f"{path}: {problem}")
     console.print(table)
+    for line in unreadable:
+        print(f"warning: {line}", file=sys.stderr)
     return 0
+
+
+def _run_row(path: Path) -> tuple[list[str], str | None]:
+    """The table row of one run and, if its summary.json cannot be read, what is wrong with it."""
+    from trainlab.experiments.compare import readable_summary
+
+    summary, problem = readable_summary(path)
+    if problem is None:
+        try:
+            return _summary_row(path, summary), None
+        except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not the values we wrote
+            problem = f"{SUMMARY_FILE} holds unexpected values ({type(err).__name__}: {err})"
+    short = problem.partition(" (")[0]  # the details, on the warning line below the table, would crowd the cell
+    return [path.name, "?", "?", "-", "-", "-", "-", f"unreadable: {short}"], problem
+
+
+def _summary_row(path: Path, summary: dict[str, Any]) -> list[str]:
+    test = summary.get("test", {})
+    test_cell = next((format_metric(k, v) for k, v in test.items() if not k.endswith("_loss")), "-")
+    return [path.name, str(summary.get("model", "?")), str(summary.get("data", "?")), _best_cell(summary), test_cell,
+            str(summary.get("epochs_completed", "-")), f"{float(summary.get('wall_seconds', 0)):.1f}s",
+            str(summary.get("status", "?"))]

@@ -14,7 +14,15 @@ from rich.table import Table
 
 from trainlab import config as config_mod
 from trainlab import rundir
-from trainlab.cli.common import HelpFormatter, console
+from trainlab.cli.common import (
+    HelpFormatter,
+    add_force_flag,
+    check_name,
+    check_output,
+    check_runs_root,
+    console,
+    directory_output,
+)
 from trainlab.engine.metrics import format_metric
 
 DEFAULT_FOLDS = 5
@@ -62,7 +70,10 @@ examples:
 COMPARE_HELP = """\
 Compare runs: overlaid curves (loss, accuracy or RMSE, learning rate), a table of best/final/test metrics with
 time and examples/s, and the config keys whose values differ. A directory of runs (a search, a k-fold run,
-runs/) stands for every run in it. Writes compare.png, compare.csv, config_diff.csv and compare.html to --out.
+runs/) stands for every run in it; a run named twice is compared once. Writes compare.png, compare.csv,
+config_diff.csv and compare.html to --out: a new or empty directory, or an earlier comparison's (never one of
+the runs, a directory inside a run, or another non-empty directory, unless --force). Runs with no finished
+epoch are left out of the figure; classification and regression losses are drawn on separate axes.
 
 examples:
   trainlab compare runs/mlp-digits-20261122-101500 runs/simple-cnn-digits-20261122-102000
@@ -121,12 +132,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                description=COMPARE_HELP, formatter_class=HelpFormatter)
     co.add_argument("runs", nargs="+", help="run directories or directories of runs")
     co.add_argument("--out", default="compare", help="where to write the figure, tables and page")
+    add_force_flag(co)
     co.set_defaults(handler=run_compare_cmd)
 
     rp = subparsers.add_parser("report", help="write a run's self-contained report.html",
                                description=REPORT_HELP, formatter_class=HelpFormatter)
     rp.add_argument("run_dir", help="run directory (or k-fold directory)")
     rp.set_defaults(handler=run_report_cmd)
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """``--name`` stays one directory and ``--out`` can hold run directories: checked before anything is built."""
+    check_name(args.name)
+    check_runs_root(args.out)
+
+
+def _check_at_least(value: int | None, low: int, option: str, meaning: str) -> None:
+    """An integer option given as ``value`` must be at least ``low`` (left out, the command's default applies)."""
+    if value is not None and value < low:
+        raise ValueError(f"{option} must be at least {low} ({meaning}), got {value}")
 
 
 def _load_config(args: argparse.Namespace, extra_flags: dict[str, Any] | None = None) -> config_mod.RunConfig:
@@ -180,6 +204,8 @@ def run_kfold_cmd(args: argparse.Namespace) -> int:
             f"{k} {_cell(k, v)}" for k, v in row.items() if k.startswith(("val_", "test_")) or k == "status"))
 
     total: dict[str, int] = {}
+    _check_common(args)
+    _check_at_least(args.folds, 2, "--folds", "each fold validates on the part the others train on")
     try:
         with _sigterm_as_interrupt():
             if args.resume:
@@ -188,7 +214,8 @@ def run_kfold_cmd(args: argparse.Namespace) -> int:
                                       on_progress=progress)
             else:
                 cfg = _quiet_by_default(_load_config(args, {"seed": args.seed, "name": args.name}))
-                result = run_kfold(cfg, args.folds or DEFAULT_FOLDS, on_fold=finished, on_progress=progress)
+                folds = DEFAULT_FOLDS if args.folds is None else args.folds
+                result = run_kfold(cfg, folds, on_fold=finished, on_progress=progress)
     except KFoldInterrupted as stop:
         console.print(f"\n[yellow]interrupted[/]: finished folds are kept and the current fold saved a checkpoint. "
                       f"Resume with:\n  trainlab kfold --resume {stop.path}")
@@ -234,6 +261,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     from trainlab.experiments.space import load_space
     from trainlab.rundir import BEST_CONFIG_FILE, SEARCH_PLOT_FILE, TRIALS_FILE
 
+    _check_common(args)
+    _check_at_least(args.trials, 1, "--trials", "the number of runs the study holds when it is done")
     cfg = _quiet_by_default(_load_config(args))
     space = load_space(args.space)
     directory = Path(args.out or cfg.train.out) / (args.name or f"search-{cfg.model.name}-{cfg.data.name}")
@@ -264,7 +293,8 @@ def run_compare_cmd(args: argparse.Namespace) -> int:
     from trainlab.experiments.compare import compare
     from trainlab.rundir import COMPARE_PAGE_FILE
 
-    result = compare(args.runs, args.out)
+    out = check_output(args.out, directory_output(COMPARE_PAGE_FILE), inputs=args.runs, force=args.force)
+    result = compare(args.runs, out)
     columns = [c for c in result.table.columns if c in ("run", "status", "epochs", "params", "train_seconds",
                                                          "examples_per_s") or c.startswith(("best val_", "test_"))]
     print_frame(result.table[columns], title="runs")

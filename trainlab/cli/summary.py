@@ -9,7 +9,7 @@ import pandas as pd
 from rich.table import Table
 
 from trainlab import config as config_mod
-from trainlab.cli.common import HelpFormatter, console
+from trainlab.cli.common import HelpFormatter, add_force_flag, check_output, console, csv_output, make_parent
 from trainlab.inspect.summary import parse_input_size, summary
 
 DESCRIPTION = """\
@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                         help="model option, as model.KEY in a config (VALUE is YAML); repeatable")
     parser.add_argument("--layers", metavar="PATTERN", help="show only layers whose name matches (shell-style)")
-    parser.add_argument("--csv", metavar="FILE", help="also write the full table to a CSV file")
+    parser.add_argument("--csv", metavar="FILE", help="also write the full table to a CSV file (an existing file is "
+                        "replaced only if it is such a table, unless --force)")
+    add_force_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     frame = summary(args.model, parse_input_size(args.input), num_classes=args.classes,
                     **model_options(args.model, args.option))
     if args.csv:
-        frame.to_csv(args.csv, index=False)
+        out = check_output(args.csv, csv_output(frame.columns), force=args.force, option="--csv")
+        frame.to_csv(make_parent(out), index=False)
     shown = frame[[fnmatch.fnmatch(n, args.layers) for n in frame["layer"]]] if args.layers else frame
     console.print(_table(shown, f"{args.model} · input {args.input} · {args.classes} classes"))
     t = frame.attrs["totals"]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
+from pathlib import Path
 from typing import Any
 
+from trainlab import config as config_mod
+from trainlab import rundir
 from trainlab.api import TrainingFailed, TrainingInterrupted, train
-from trainlab.cli.common import HelpFormatter, console
+from trainlab.cli.common import HelpFormatter, check_name, check_runs_root, console
 from trainlab.cli.evaluate import print_metrics
 from trainlab.cli.recipe_args import add_config_args
 
@@ -63,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    check_name(args.name)
+    check_runs_root(args.out)
     flags = {key: getattr(args, key) for key in ("lr", "batch_size", "optimizer", "device", "seed", "name", "out",
                                                    "init_from", "trust_pickle")}
+    saved = _saved_config(args.resume)
     try:
         result = train(args.model, args.data, args.epochs, config=args.config, overrides=args.overrides,
                        resume=args.resume, resume_force=args.resume_force, **flags)
@@ -74,6 +81,8 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingFailed as failure:
         console.print(f"[red]training failed[/]: {failure}")
         return 1
+    finally:
+        _say_what_resume_changed(args.resume, saved)
     summary = result.summary
     if summary.get("stop_reason"):
         console.print(summary["stop_reason"])
@@ -81,3 +90,28 @@ def _train(args: argparse.Namespace) -> int:
         print_metrics("test", summary["test"])
     console.print(f"run saved in [bold]{result.path}[/]  ({summary['train_seconds']:.1f} s training)")
     return 0
+
+
+def _saved_config(resume: str | None) -> config_mod.RunConfig | None:
+    """The config a resumed run was saved with, to tell afterwards what the resume changed in it (None when not
+    resuming, or when it cannot be read: then ``train`` reports the problem)."""
+    if resume is None:
+        return None
+    try:
+        return config_mod.load(Path(resume) / rundir.CONFIG_FILE)
+    except (OSError, ValueError, config_mod.ConfigError):
+        return None
+
+
+def _say_what_resume_changed(resume: str | None, before: config_mod.RunConfig | None) -> None:
+    """``notice: train.epochs: 3 → 5 saved in RUN/config.yaml`` for each setting the resume rewrote: the saved
+    config is the run's record, so changing it must not go unnoticed."""
+    if resume is None or before is None:
+        return
+    path = Path(resume) / rundir.CONFIG_FILE
+    try:
+        after = config_mod.load(path)
+    except (OSError, ValueError, config_mod.ConfigError):
+        return
+    for change in config_mod.differences(before, after):
+        print(f"notice: {change} saved in {path}", file=sys.stderr)

@@ -14,21 +14,46 @@ from typing import Any
 import numpy as np
 import torch
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist.
+
+    A device this machine lacks is a ``ValueError`` (a mistake in the settings, reported in one line by the CLI)
+    that says what is available, never torch's own ``RuntimeError`` from deep inside the first ``.to(device)``.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' requested but CUDA is not available; use --device cpu or auto")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError(f"device '{name}' requested but MPS is not available; use --device cpu or auto")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device '{name}'; use {DEVICE_CHOICES} (--device or train.device)") from None
+    if device.type == "cuda":
+        _check_cuda(name, device)
+    elif device.type == "mps" and not _mps_available():
+        raise ValueError(f"device '{name}' requested but MPS (Apple GPU) is not available on this machine; "
+                         "use --device cpu or --device auto")
     return device
+
+
+def _check_cuda(name: str, device: torch.device) -> None:
+    """CUDA must be available, and an index must name one of the visible devices."""
+    if not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available on this machine (no CUDA build of "
+                         "torch, no GPU, or CUDA_VISIBLE_DEVICES hides them); use --device cpu or --device auto")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ValueError(f"{name} requested but only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1}); "
+                         "use --device cuda, a smaller index, cpu or auto")
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

@@ -52,15 +52,25 @@ def plot_history(history: Sequence[dict[str, Any]], path: Target) -> Target:
 COMPARE_PANELS = (("loss", "loss"), ("acc", "accuracy"), ("rmse", "RMSE"), ("lr", "learning rate"))
 
 
-def plot_compare(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: Target) -> Target:
-    """One panel per metric (loss, accuracy or RMSE, LR); each run a colour, train solid and validation dashed."""
+def plot_compare(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: Target,
+                 tasks: Mapping[str, str | None] | None = None) -> Target:
+    """One panel per metric (loss, accuracy or RMSE, LR); each run a colour, train solid and validation dashed.
+
+    ``tasks`` (run name → classification or regression) splits the loss panel by task when runs of different
+    tasks are compared: a cross-entropy and a squared error drawn on one axis would look comparable, and are not.
+    Runs without any point to draw are not passed in by the caller; with nothing to draw at all this raises
+    ``ValueError``.
+    """
     plt = _pyplot()
-    panels = [(m, label) for m, label in COMPARE_PANELS
-              if any(k == m or k.endswith(f"_{m}") for rows in histories.values() for row in rows for k in row)]
+    panels = _compare_panels(histories, tasks or {})
+    if not panels:
+        raise ValueError("no metric to plot: the runs' histories hold no loss, accuracy, RMSE or learning rate")
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (metric, label) in zip(axes[0], panels):
+    for ax, (metric, label, names) in zip(axes[0], panels):
         for i, (name, rows) in enumerate(histories.items()):
+            if name not in names:
+                continue
             color = colors[i % len(colors)]
             keys = [("lr", "-")] if metric == "lr" else [(f"train_{metric}", "-"), (f"val_{metric}", "--")]
             label_left = name
@@ -76,6 +86,24 @@ def plot_compare(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: Tar
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="solid: train, dashed: val" if metric != "lr" else None, title_fontsize=7)
     return _save(fig, path)
+
+
+def _compare_panels(histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                    tasks: Mapping[str, str | None]) -> list[tuple[str, str, list[str]]]:
+    """``(metric, axis label, runs drawn)`` per panel: the metrics some run has, the loss once per task."""
+    def has(name: str, metric: str) -> bool:
+        return any(k == metric or k.endswith(f"_{metric}") for row in histories[name] for k in row)
+
+    panels = []
+    for metric, label in COMPARE_PANELS:
+        names = [n for n in histories if has(n, metric)]
+        groups = sorted({tasks.get(n) or "unknown task" for n in names}) if metric == "loss" else []
+        if len(groups) > 1:
+            panels += [(metric, f"{label} ({task})", [n for n in names if (tasks.get(n) or "unknown task") == task])
+                       for task in groups]
+        elif names:
+            panels.append((metric, label, names))
+    return panels
 
 
 def plot_search(results: Sequence[Mapping[str, Any]], params: Sequence[str], metric: str,
