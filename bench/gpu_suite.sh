@@ -5,6 +5,7 @@
 #   bash bench/gpu_suite.sh STAGE        # there, with .whl and .data carried; STAGE is one of
 #                                        #   speedrun speedrun95 throughput resnet96 e2e
 #   SMOKE=1 bash bench/gpu_suite.sh all  # any machine: every stage, tiny and on the CPU (checks the script itself)
+#   PYTHON=/path/to/python bash bench/gpu_suite.sh STAGE   # another interpreter than python3 from PATH
 #
 # Each stage prints JSON lines and keeps them in $OUT/<stage>.jsonl (OUT defaults to bench-out/), ready for
 # bench/RESULTS.md.  Ratios come from one process per stage, never from comparing stages.
@@ -13,22 +14,23 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-.data/fashion-mnist}
 OUT=${OUT:-bench-out}
 SMOKE=${SMOKE:-0}
+PYTHON=${PYTHON:-python3}  # the interpreter every stage runs (a test passes its own, sys.executable)
 mkdir -p "$OUT"
 
 prepare() {
   # pydantic and its compiled core are not in the GPU image (see the device README); everything else is.
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-    "pydantic==$(python3 -c 'import pydantic; print(pydantic.VERSION)')" \
-    "pydantic_core==$(python3 -c 'import pydantic_core; print(pydantic_core.__version__)')" \
+    "pydantic==$("$PYTHON" -c 'import pydantic; print(pydantic.VERSION)')" \
+    "pydantic_core==$("$PYTHON" -c 'import pydantic_core; print(pydantic_core.__version__)')" \
     annotated-types typing-inspection
   mkdir -p "$DATA" && cp -n ../shared/data/fashion-mnist/*.gz "$DATA"/
   echo "carry .whl and .data; first command there: bash bench/gpu_suite.sh STAGE"
 }
 
 use_wheels() {
-  if [ -d .whl ] && ! python3 -c 'import pydantic' 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  if [ -d .whl ] && ! "$PYTHON" -c 'import pydantic' 2>/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
   fi
   export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
@@ -57,24 +59,24 @@ throughput_args() {
 }
 
 speedrun() {
-  record speedrun python3 bench/speedrun.py $(speedrun_args) --set data.root="$DATA" --out "$OUT/runs"
+  record speedrun "$PYTHON" bench/speedrun.py $(speedrun_args) --set data.root="$DATA" --out "$OUT/runs"
 }
 
 speedrun95() {
-  record speedrun95 python3 bench/speedrun.py -c configs/fashion-mnist-95.yaml $(speedrun_args) \
+  record speedrun95 "$PYTHON" bench/speedrun.py -c configs/fashion-mnist-95.yaml $(speedrun_args) \
     --set data.root="$DATA" --out "$OUT/runs"
 }
 
 throughput() {  # d2l LeNet and the 28x28 ResNet-18: d2l vs Lightning vs hand-written vs trainlab
   local epochs=3 models=lenet,resnet18-28
   [ "$SMOKE" = 1 ] && epochs=1 models=lenet
-  record throughput python3 bench/throughput.py $(throughput_args) --epochs $epochs --models $models \
+  record throughput "$PYTHON" bench/throughput.py $(throughput_args) --epochs $epochs --models $models \
     --data-root "$DATA"
 }
 
 resnet96() {  # d2l's ResNet-18 recipe at 96x96 (one epoch: its d2l baseline runs about 5 s per 60k images)
   [ "$SMOKE" = 1 ] && { echo "resnet96: skipped in SMOKE mode (96x96 ResNet-18 on a CPU)" >&2; return; }
-  record resnet96 python3 bench/throughput.py $(throughput_args) --epochs 1 --models resnet18-96 \
+  record resnet96 "$PYTHON" bench/throughput.py $(throughput_args) --epochs 1 --models resnet18-96 \
     --data-root "$DATA"
 }
 
@@ -86,9 +88,9 @@ e2e() {  # the whole `trainlab train` command, process start to exit, twice: col
   for attempt in cold warm; do
     local started ended
     started=$(date +%s.%N)
-    python3 -m trainlab train "${args[@]}" --name "e2e-$attempt" --set callbacks.progress.style=plain >&2
+    "$PYTHON" -m trainlab train "${args[@]}" --name "e2e-$attempt" --set callbacks.progress.style=plain >&2
     ended=$(date +%s.%N)
-    python3 - "$OUT/runs/e2e-$attempt/summary.json" "$attempt" "$started" "$ended" <<'EOF' | tee -a "$OUT/e2e.jsonl"
+    "$PYTHON" - "$OUT/runs/e2e-$attempt/summary.json" "$attempt" "$started" "$ended" <<'EOF' | tee -a "$OUT/e2e.jsonl"
 import json, sys
 summary = json.load(open(sys.argv[1]))
 fast = summary.get("fastpath", {})

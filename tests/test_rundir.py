@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -57,6 +58,43 @@ def test_a_trained_run_writes_the_schema_and_only_documented_keys(tmp_path: Path
     summary = run.summary
     assert summary["schema"] == rundir.SUMMARY_SCHEMA and summary["status"] == "completed"
     assert set(summary) <= set(rundir.SUMMARY_KEYS), set(summary) - set(rundir.SUMMARY_KEYS)
+
+
+def _strict(text: str) -> object:
+    """``json.loads`` as a strict parser (JavaScript's, jq, most other languages') reads it: no NaN or Infinity."""
+    def refuse(token: str) -> None:
+        raise ValueError(f"not strict JSON: bare {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_floats_are_written_as_strict_json_and_read_back(tmp_path: Path) -> None:
+    import numpy as np
+
+    data = {"final": {"train_loss": math.nan, "lr": 0.5}, "std": [math.inf, -math.inf, (1, np.float32("nan"))],
+            "stop_reason": None}
+    rundir.write_summary(tmp_path, data)
+    on_disk = _strict((tmp_path / rundir.SUMMARY_FILE).read_text())
+    assert on_disk == {"schema": rundir.SUMMARY_SCHEMA, "final": {"train_loss": "NaN", "lr": 0.5},
+                       "std": ["Infinity", "-Infinity", [1, "NaN"]], "stop_reason": None}
+    back = rundir.read_summary(tmp_path)
+    assert math.isnan(back["final"]["train_loss"]) and back["std"][:2] == [math.inf, -math.inf]
+    assert math.isnan(back["std"][2][1]) and back["stop_reason"] is None
+
+
+def test_a_run_with_nan_metrics_writes_a_strict_summary_that_every_reader_copes_with(tmp_path: Path, run_cli) -> None:
+    """An SGD step of 1e30 (with the NaN guard off) turns every loss into NaN; the run still completes."""
+    code, _, err = run_cli("train", "--data", "moons", "--model", "mlp", "--optimizer", "sgd", "--lr", "1e30",
+                           "--epochs", "1", "--out", tmp_path, "--name", "diverged", "--set", "callbacks.nan_guard=null",
+                           "--set", "callbacks.progress.style=none", "--set", "callbacks.plot_curves=null")
+    assert code == 0, err
+    run_dir = tmp_path / "diverged"
+    on_disk = _strict((run_dir / rundir.SUMMARY_FILE).read_text())
+    assert on_disk["final"]["train_loss"] == "NaN" and on_disk["test"]["test_loss"] == "NaN"
+    assert math.isnan(rundir.read_summary(run_dir)["best"]["val_loss"]["value"])
+    assert (run_dir / rundir.REPORT_FILE).is_file()  # the report read the summary back
+    code, out, err = run_cli("runs", tmp_path)
+    assert code == 0 and "diverged" in out and "completed" in out, err
 
 
 def _file_name_literals(path: Path) -> list[str]:

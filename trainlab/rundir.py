@@ -4,12 +4,28 @@ Every file name a run, k-fold, search or comparison directory holds is defined h
 the ``summary.json`` schema and its version, ``data.json``'s reading and writing, the lock that keeps one
 training process per run, and the check that refuses directories written by a newer trainlab.  Everything
 trainlab writes for later readers goes through :mod:`trainlab.atomic` (temporary file, fsync, rename).
+
+Two rules keep a run directory readable by anyone, from anywhere:
+
+* **Strict JSON.** :func:`write_json` never writes the bare ``NaN``/``Infinity`` tokens most JSON parsers reject.
+  A non-finite float (a diverged loss, the std of one fold), at any depth of dicts and lists, is written as the
+  string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` instead: it stays visible, unlike ``null``, and cannot be
+  confused with a missing value.  :func:`read_summary` turns those three strings back into floats, so code that
+  reads ``summary.json`` through it sees the numbers it always did; other readers see the strings.
+* **Absolute paths.** :func:`save_config` writes ``config.yaml`` with every relative path option
+  (:data:`PATH_OPTIONS`) made absolute against the working directory of the process that saves it, so ``eval``,
+  ``predict --split`` and ``--resume`` work from any directory.  The paths as the user typed them are kept in a
+  comment at the top of ``config.yaml`` (``#   data.root: "table-data"``), which a resume carries over.
+  Run directories written before this (0.1.0) keep their relative paths, which resolve against the working
+  directory as they always did.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import numbers
 import os
 import platform
 import re
@@ -20,7 +36,7 @@ from typing import Any, Iterator
 import torch
 
 from trainlab import atomic
-from trainlab.config import RunConfig, dump_yaml
+from trainlab.config import RunConfig, dump_yaml, flatten, read_yaml, set_dotted, validate
 from trainlab.data.bundle import DataMeta
 from trainlab.engine import checkpoint
 from trainlab.version import __version__
@@ -73,6 +89,7 @@ SUMMARY_KEYS = {
     "final": "the last metrics.csv row", "best": "{metric: {value, epoch}}",
     "test": "{test_loss, test_acc | test_rmse}: the best checkpoint's test metrics",
     "test_checkpoint": "str: the checkpoint those test metrics come from",
+    "resumed_from": "str: the checkpoint directory the latest resume loaded (absent for a run never resumed)",
     "fastpath": "speed settings the run used", "train_tflops": "float", "mfu": "float (GPUs of known peak)",
     # k-fold directories write the same file with these keys besides status, model, data, task, seed, versions,
     # wall_seconds, best (epoch null), epochs_completed and test (the fold ensemble's):
@@ -140,9 +157,44 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         yield
 
 
+# How write_json spells the floats strict JSON has no literal for; read_summary reads them back.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically and durably (temporary file, fsync, rename)."""
-    atomic.write_text(path, json.dumps(data, indent=2, default=str))
+    """Write strict JSON atomically and durably (temporary file, fsync, rename).
+
+    Non-finite floats become ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (see the module docstring), so every
+    JSON parser accepts the file; ``allow_nan=False`` makes any value that slipped through an error here, not
+    a file other programs cannot read.
+    """
+    atomic.write_text(path, json.dumps(_finite_json(data), indent=2, default=str, allow_nan=False))
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float, in nested dicts, lists and tuples, replaced by its string spelling.
+
+    Other real numbers that are not integers (numpy's float32 too, which ``json`` cannot write) become floats.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        value = float(value)
+        return value if math.isfinite(value) else "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(item) for item in value]
+    return value
+
+
+def _restore_non_finite(value: Any) -> Any:
+    """Undo :func:`_finite_json`: ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` become floats again, at any depth."""
+    if isinstance(value, str):
+        return NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {key: _restore_non_finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_non_finite(item) for item in value]
+    return value
 
 
 def write_csv(path: Path, frame: Any) -> None:
@@ -151,10 +203,13 @@ def write_csv(path: Path, frame: Any) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def write_config(path: Path, cfg: RunConfig) -> None:
-    """Write a resolved config as YAML atomically and durably (``config.yaml``, a search's ``best.yaml``)."""
+def write_config(path: Path, cfg: RunConfig, comment: str = "") -> None:
+    """Write a resolved config as YAML atomically and durably (``config.yaml``, a search's ``best.yaml``),
+    after ``comment`` (``#`` lines, which YAML ignores when the file is loaded)."""
     with atomic.atomic_path(path) as tmp:
         dump_yaml(cfg, tmp)
+        if comment:
+            tmp.write_text(comment + tmp.read_text())
 
 
 def read_json(path: Path) -> Any:
@@ -163,8 +218,74 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+# Config options that name files or folders.  data.train and data.test are relative to data.root when it is set
+# (the csv dataset joins them), so only without a data.root are they resolved themselves.
+PATH_OPTIONS = ("data.root", "data.train", "data.test", "train.init_from")
+TYPED_PATHS_HEADER = "# Relative paths were made absolute when this run was saved; as typed (JSON strings):"
+_TYPED_PATH_LINE = re.compile(r"^#   ([\w.]+): (\".*\")$")
+
+
 def save_config(run_dir: Path, cfg: RunConfig) -> None:
-    write_config(run_dir / CONFIG_FILE, cfg)
+    """Write ``config.yaml`` with absolute paths, so the run works from any directory (see the module docstring).
+
+    The paths as typed go into the file's leading comment, together with those an earlier save recorded for a path
+    that is still the same (a resume saves a config whose paths are already absolute).
+    """
+    path = run_dir / CONFIG_FILE
+    cfg, typed = absolute_paths(cfg)
+    typed = {**_typed_paths(path, cfg), **typed}
+    comment = "".join([TYPED_PATHS_HEADER + "\n", *(f"#   {key}: {json.dumps(value)}\n"
+                                                     for key, value in typed.items())]) if typed else ""
+    write_config(path, cfg, comment)
+
+
+def absolute_paths(cfg: RunConfig, base: Path | None = None) -> tuple[RunConfig, dict[str, str]]:
+    """``cfg`` with each relative option of :data:`PATH_OPTIONS` that names an existing file or folder made
+    absolute against ``base`` (default: the working directory), and ``{key: value as typed}`` of those changed.
+
+    ``~`` is expanded first.  The path is joined, not resolved: a symlinked data folder stays the link, and
+    ``..`` keeps its meaning.  A value that names nothing under ``base`` is left as typed, since a dataset may
+    read it otherwise (a built run's paths always exist: the data was read from them).
+    """
+    base = Path.cwd() if base is None else base
+    data = cfg.data.options()
+    keys = [key for key in PATH_OPTIONS if not (key in ("data.train", "data.test") and data.get("root"))]
+    values = {key: data.get(key.split(".", 1)[1]) if key.startswith("data.") else cfg.train.init_from
+              for key in keys}
+    typed: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            full = base / Path(value).expanduser()
+            if full.exists() or full.is_symlink():
+                typed[key] = value
+                values[key] = str(full)
+    if not typed:
+        return cfg, {}
+    tree = cfg.to_dict()
+    for key in typed:
+        set_dotted(tree, key, values[key])
+    return validate(tree), typed
+
+
+def _typed_paths(path: Path, cfg: RunConfig) -> dict[str, str]:
+    """The paths as typed that an earlier :func:`save_config` recorded in ``path``'s leading comment, for the options
+    whose saved value ``cfg`` still has (a path changed by ``--resume-force`` loses its old note)."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text().splitlines()
+    if not lines or lines[0] != TYPED_PATHS_HEADER:
+        return {}
+    typed: dict[str, str] = {}
+    for line in lines[1:]:
+        match = _TYPED_PATH_LINE.match(line)
+        if match is None:
+            break
+        try:
+            typed[match.group(1)] = json.loads(match.group(2))
+        except json.JSONDecodeError:
+            break
+    before, now = flatten(read_yaml(path)), flatten(cfg.to_dict())
+    return {key: value for key, value in typed.items() if key in now and before.get(key) == now[key]}
 
 
 def write_data_meta(run_dir: Path, meta: DataMeta) -> None:
@@ -191,8 +312,12 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    """``summary.json`` of a run written by this or an older trainlab (a file without ``schema`` is schema 1)."""
-    summary = read_json(run_dir / SUMMARY_FILE)
+    """``summary.json`` of a run written by this or an older trainlab (a file without ``schema`` is schema 1).
+
+    ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` are read back as floats (see :func:`write_json`); older files
+    hold the bare tokens, which Python's parser reads as the same floats.
+    """
+    summary = _restore_non_finite(read_json(run_dir / SUMMARY_FILE))
     schema = summary.get("schema", 1) if isinstance(summary, dict) else None
     if schema != SUMMARY_SCHEMA:
         raise RunDirError(f"{run_dir / SUMMARY_FILE} has summary schema {schema}; this trainlab {__version__} "

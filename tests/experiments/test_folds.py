@@ -65,3 +65,21 @@ def test_generic_datasets_use_subsets() -> None:
     assert targets_of(data).tolist() == [0, 1] * 5
     part = subset(data, np.array([1, 3]))
     assert isinstance(part, Subset) and [int(part[i][1]) for i in range(2)] == [1, 1]
+
+
+def test_split_folds_stratifies_classification_bundles() -> None:
+    """k-fold itself (split_folds), not only fold_indices: every fold keeps the pool's 60/30/10 class mix."""
+    from trainlab.data.bundle import DataBundle, DataMeta
+    from trainlab.experiments.folds import split_folds
+
+    rng = np.random.default_rng(0)
+    targets = rng.permutation(np.array([0] * 60 + [1] * 30 + [2] * 10))  # interleaved, so order cannot stratify
+    x = torch.arange(100.0)[:, None]
+    y = torch.as_tensor(targets)
+    bundle = DataBundle(train=TensorDataset(x[:80], y[:80]), val=TensorDataset(x[80:], y[80:]), test=None,
+                        meta=DataMeta(task="classification", input_shape=(1,), num_classes=3))
+    split = split_folds(bundle, 5, seed=3)
+    for fold, val_idx in zip(split.bundles, split.val_parts):
+        assert np.bincount(targets_of(fold.val), minlength=3).tolist() == [12, 6, 2]
+        assert np.bincount(targets_of(fold.train), minlength=3).tolist() == [48, 24, 8]
+        assert (targets_of(fold.val) == targets[val_idx]).all()

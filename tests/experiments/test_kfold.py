@@ -20,7 +20,9 @@ from trainlab.run import KFoldRun
 @pytest.fixture(scope="module")
 def kfold_digits(tmp_path_factory: pytest.TempPathFactory) -> KFoldResult:
     out = tmp_path_factory.mktemp("kfold")
-    return run_kfold(tiny_config(out, **{"train.name": "cv"}), 3)
+    # lr 0.03 (not the default 1e-3) so one epoch of 10 steps per fold learns something: the ensemble's test
+    # accuracy (0.43 with this seed) is then well above chance, which test_table_mean_and_std_match_the_folds checks
+    return run_kfold(tiny_config(out, **{"train.name": "cv", "optim.lr": 0.03}), 3)
 
 
 def test_every_fold_is_a_run_and_the_folds_cover_the_pool(kfold_digits: KFoldResult) -> None:
@@ -49,7 +51,7 @@ def test_table_mean_and_std_match_the_folds(kfold_digits: KFoldResult) -> None:
     for key in ("val_acc", "val_loss", "test_acc"):
         assert summary["mean"][key] == pytest.approx(table[key].mean())
         assert summary["std"][key] == pytest.approx(table[key].std(ddof=1))
-    assert 0.0 <= summary["test"]["test_acc"] <= 1.0
+    assert summary["test"]["test_acc"] > 0.3  # the fold ensemble learned: chance on 10 digit classes is 0.1
 
 
 def test_fold_ensemble_averages_probabilities(kfold_digits: KFoldResult) -> None:

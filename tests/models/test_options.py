@@ -189,4 +189,6 @@ def test_googlenet_aux_heads_train_through_the_api(tmp_path):
                          out=str(tmp_path))
     summary = run.summary
     assert summary["status"] == "completed"
-    assert 0.0 <= summary["test"]["test_acc"] <= 1.0
+    # The aux heads' loss trains the network (train_acc about 0.57 in its 6 steps, chance 0.1). test_acc would
+    # say nothing: after 6 steps the batch-norm running statistics used in evaluation still lag, near chance.
+    assert summary["final"]["train_acc"] > 0.3

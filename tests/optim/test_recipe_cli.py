@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_schedule_plot_writes_a_png_without_training(run_cli, tmp_path: Path) ->
 def test_schedule_plot_counts_steps_from_the_dataset(run_cli, tmp_path: Path) -> None:
     code, stdout, _ = run_cli("schedule", "plot", "--sched", "step", "--epochs", "2", "--batch-size", "100",
                               "--set", "train.accumulate=2", "-o", tmp_path / "s.png")
-    assert code == 0 and "14 steps (7 per epoch)" in stdout  # 1293 digits train images → 13 batches → 7 updates
+    assert code == 0 and "14 steps (7 per epoch)" in stdout  # 1,294 digits train images → 13 batches → 7 updates
 
 
 def test_schedule_plot_reports_bad_input(run_cli, tmp_path: Path) -> None:
@@ -41,7 +42,12 @@ def test_lr_find_cli_prints_a_suggestion_and_saves_the_plot(run_cli, tmp_path: P
     out = tmp_path / "find.png"
     code, stdout, _ = run_cli("lr-find", "--model", "mlp", "--optimizer", "sgd", "--steps", "40", "--start-lr",
                               "1e-4", "--end-lr", "10", "-o", out)
-    assert code == 0 and "swept" in stdout and ("suggested lr" in stdout or "no suggestion" in stdout)
+    assert code == 0 and "swept" in stdout
+    # SGD on a small MLP over standardized digits: the loss falls steadily, then blows up past a few units, so
+    # the steepest descent lies well inside the sweep (1.27 with this seed), never at its ends
+    found = re.search(r"suggested lr: (\S+)", stdout)
+    assert found is not None, stdout
+    assert 0.01 < float(found.group(1)) < 5.0
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 

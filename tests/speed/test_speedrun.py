@@ -60,7 +60,8 @@ def test_speedrun_recipe_on_a_2000_image_subset_runs_end_to_end(shared_data, tmp
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0] == rows[0] and lines[-1]["summary"] == "mean" and lines[-1]["seeds"] == 1
     row = rows[0]
-    assert row["subset"] == 2000 and row["epochs"] == 1 and 0.0 <= row["test_acc"] <= 1.0
+    # 10 steps already learn something (test_acc 0.32 with seed 0); chance on 10 classes is 0.1
+    assert row["subset"] == 2000 and row["epochs"] == 1 and row["test_acc"] > 0.2
     assert row["wall_seconds"] >= row["train_seconds"] > 0 and row["train_tflops"] > 0 and row["mfu"] is None
     summary = json.loads((Path(row["run"]) / "summary.json").read_text())
     assert summary["fastpath"]["compile"] is False  # the CPU run turns the config's compile off
@@ -86,8 +87,9 @@ def test_gpu_suite_runs_every_stage_in_smoke_mode_on_the_cpu(shared_data: Path, 
     """bench/gpu_suite.sh is what a session with a GPU runs; its CPU smoke mode checks the script end to end."""
     import os
     import subprocess
+    import sys
 
-    env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
            "DATA": str(shared_data / "fashion-mnist"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     subprocess.run(["bash", str(REPO / "bench" / "gpu_suite.sh"), "all"], env=env, check=True, capture_output=True,
                    timeout=600)
