@@ -102,6 +102,14 @@ class RunDirError(RuntimeError):
     """A run directory is missing, unreadable or not writable."""
 
 
+class DamagedFileError(RunDirError):
+    """A run file exists but is not what trainlab wrote; ``problem`` says what is wrong, without the path."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path, self.problem = path, problem
+
+
 def default_name(cfg: RunConfig) -> str:
     """``<model>-<data>-<YYYYmmdd-HHMMSS>``."""
     return f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -111,8 +119,8 @@ def create(cfg: RunConfig) -> Path:
     """Make a fresh directory ``<out>/<name>``; an existing name gets a ``-2``, ``-3``… suffix, never reused."""
     out = Path(cfg.train.out)
     name = cfg.train.name or default_name(cfg)
-    if not re.fullmatch(r"[\w.\-]+", name):
-        raise RunDirError(f"run name '{name}' may only use letters, digits, '.', '_' and '-'")
+    if not re.fullmatch(r"[\w.\-]+", name) or not name.strip("."):
+        raise RunDirError(f"run name '{name}' may only use letters, digits, '.', '_' and '-', and not only dots")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -213,9 +221,15 @@ def write_config(path: Path, cfg: RunConfig, comment: str = "") -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A run file's JSON; a missing or damaged file is a RunDirError naming it (one line in the CLI)."""
     if not path.is_file():
         raise RunDirError(f"{path} is missing: is {path.parent} a trainlab run directory?")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DamagedFileError(path, f"is not valid JSON ({err.msg}: line {err.lineno} column {err.colno})") from None
+    except UnicodeDecodeError:
+        raise DamagedFileError(path, "is not UTF-8 text, so not the JSON trainlab wrote") from None
 
 
 # Config options that name files or folders.  data.train and data.test are relative to data.root when it is set

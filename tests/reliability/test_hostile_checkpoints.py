@@ -227,3 +227,12 @@ def test_eval_ignores_a_best_checkpoint_symlinked_from_elsewhere(run_dir: Path, 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert code == 0 and f"test_acc {summary['test']['test_acc']:.2%}" in out  # the run's own best weights
     assert f"warning: ignoring {planted}: a checkpoint must be a directory inside" in err
+
+
+def test_a_verified_checkpoint_whose_state_does_not_fit_is_skipped_and_named(run_dir: Path, run_cli) -> None:
+    newest = run_dir / "checkpoints" / SECOND
+    torch.save({"train_state": {}}, newest / checkpoint.STATE_FILE)  # plain tensors-and-dicts, but not this run's
+    record(newest)
+    err, summary = resume(run_cli, run_dir)
+    assert f"checkpoint {newest} does not fit this run (KeyError" in err
+    assert summary["resumed_from"] == FIRST

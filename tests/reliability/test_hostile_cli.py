@@ -336,3 +336,32 @@ def test_compare_counts_a_run_reached_twice_once(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.INFO, logger="trainlab"):
         assert expand_runs([runs_dir, runs_dir / "a"]) == [runs_dir / "a", runs_dir / "b"]
     assert any("is the same run as" in r.getMessage() for r in caplog.records)
+
+
+def test_data_show_never_overwrites_a_foreign_file(tmp_path: Path, run_cli) -> None:
+    target = tmp_path / "notes.png"
+    target.write_bytes(b"not a figure trainlab drew")
+    code, _, err = run_cli("data", "show", "digits", "--out", target)
+    assert code == 2 and "refusing to write" in err and "--force" in err
+    assert target.read_bytes() == b"not a figure trainlab drew"
+    code, _, err = run_cli("data", "show", "digits", "--out", target, "--force")
+    assert code == 0, err
+    assert target.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("name", ["..", ".", "..."])
+def test_a_run_name_of_only_dots_is_refused_from_a_config_file_too(tmp_path: Path, run_cli, name: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"train:\n  name: '{name}'\n  epochs: 1\n")
+    code, _, err = run_cli("train", "-c", config, "--out", tmp_path / "runs")
+    assert code == 2 and "not only dots" in err
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_damaged_data_json_is_one_line_naming_it(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli("train", "--model", "softmax", "--epochs", "1", "--out", tmp_path, "--name", "r",
+                           "--set", "callbacks.progress.style=none")
+    assert code == 0, err
+    (tmp_path / "r" / "data.json").write_text("{not json")
+    code, _, err = run_cli("eval", tmp_path / "r")
+    assert code == 2 and err.count("error:") == 1 and "data.json is not valid JSON" in err and "Traceback" not in err

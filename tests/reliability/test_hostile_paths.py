@@ -108,6 +108,13 @@ def test_a_resume_from_elsewhere_still_refuses_a_real_change(work: Path, run_cli
     assert (run_dir / rundir.SUMMARY_FILE).read_text() == before, "a refused resume changes nothing"
 
 
+def test_resuming_with_the_same_data_root_typed_relative_again_is_not_a_change(work: Path, run_cli) -> None:
+    run_dir = train(run_cli, "runs", "t", *ROOTED)
+    code, _, err = run_cli("train", "--resume", run_dir, "--epochs", "2", "--set", "data.root=table-data")
+    assert code == 0, err
+    assert saved(run_dir)["data"]["root"] == str(work / "table-data")
+
+
 def test_a_moved_and_renamed_run_directory_keeps_working(work: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = train(run_cli, "runs", "t", *ROOTED)
     moved = work.parent / "archive" / "renamed-run"

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from rich.table import Table
 
-from trainlab.cli.common import HelpFormatter, console
+from trainlab.cli.common import PNG_OUTPUT, HelpFormatter, add_force_flag, check_output, console, make_parent
 
 DESCRIPTION = """\
 Inspect data without training.
@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="dataset option, as in `trainlab train` (e.g. data.root=DIR); repeatable")
         if name == "show":
             sub.add_argument("--out", help="PNG file to write (default: <name>-samples.png)")
+            add_force_flag(sub)
             sub.add_argument("-n", "--count", type=int, default=32, help="number of samples")
             sub.add_argument("--epoch", type=int, default=0, help="which epoch's shuffling and augmentation")
         sub.set_defaults(handler=handler)
@@ -149,6 +150,7 @@ def _at(values: list[float], i: int) -> str:
 def run_show(args: argparse.Namespace) -> int:
     from trainlab.data.loaders import BatchTransform, make_loader
 
+    out = check_output(args.out or f"{args.name}-samples.png", PNG_OUTPUT, force=args.force)
     cfg, bundle = _build(args)
     meta = bundle.meta
     if len(meta.input_shape) != 3:
@@ -159,8 +161,7 @@ def run_show(args: argparse.Namespace) -> int:
                          transform=BatchTransform.from_preprocess(meta.preprocess), kind=cfg.data.loader,
                          shuffle=True, seed=cfg.train.seed, augment=cfg.data.augment)
     x, y = next(iter(loader.epoch(args.epoch)))
-    out = Path(args.out or f"{args.name}-samples.png")
-    save_grid(x, y, meta, out)
+    save_grid(x, y, meta, make_parent(out))
     console.print(f"saved {len(y)} training samples to {out}")
     return 0
 

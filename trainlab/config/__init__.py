@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -255,14 +255,16 @@ def differences(old: RunConfig, new: RunConfig) -> list[str]:
 
 
 def load_for_resume(path: str | Path, flags: Mapping[str, Any] | None, overrides: Any, *, safe: tuple[str, ...],
-                    force: bool, advice: str) -> RunConfig:
+                    force: bool, advice: str,
+                    normalize: Callable[[RunConfig], RunConfig] = lambda cfg: cfg) -> RunConfig:
     """The config saved at ``path`` with ``flags``/``overrides`` applied, for continuing a run in place.
 
     Changes to keys outside ``safe`` (prefixes of settings that cannot make the continuation differ) are refused,
-    listed one per line and followed by ``advice``, unless ``force``.
+    listed one per line and followed by ``advice``, unless ``force``.  Both configs pass through ``normalize``
+    first, so spellings of the same setting (a relative and an absolute path to one folder) are not a change.
     """
-    saved = load(path)
-    cfg = load(path, flags=flags, overrides=overrides)
+    saved = normalize(load(path))
+    cfg = normalize(load(path, flags=flags, overrides=overrides))
     changed = [line for line in differences(saved, cfg) if not line.startswith(safe)]
     if changed and not force:
         raise ConfigError(f"cannot resume {Path(path).parent} with a different configuration:\n  "

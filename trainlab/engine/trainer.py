@@ -231,8 +231,12 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Load weights and trainer state from a checkpoint directory."""
         ckpt = checkpoint.load(path)
-        self.model.load_state_dict(ckpt.model)
-        self.load_state_dict(ckpt.state)
+        try:
+            self.model.load_state_dict(ckpt.model)
+            self.load_state_dict(ckpt.state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # verified files, but not this run's state
+            raise checkpoint.CheckpointError(f"checkpoint {path} does not fit this run "
+                                             f"({type(err).__name__}: {err})") from None
 
     def load_weights(self, ckpt: checkpoint.Checkpoint) -> None:
         """Weights only (model and, when both have one, the EMA), e.g. to evaluate a saved run."""

@@ -9,7 +9,6 @@ finished epoch (empty or missing ``metrics.csv``) is left out of the figure with
 from __future__ import annotations
 
 import html
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,9 +113,9 @@ def readable_summary(run: Path) -> tuple[dict[str, Any], str | None]:
     an exception: listings and comparisons show that run as ``unreadable: …`` and go on with the others."""
     try:
         summary = rundir.read_summary(run) if (run / rundir.SUMMARY_FILE).is_file() else {}
-    except json.JSONDecodeError as err:
-        return {}, f"{rundir.SUMMARY_FILE} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno})"
-    except (rundir.RunDirError, OSError, UnicodeDecodeError) as err:
+    except rundir.DamagedFileError as err:
+        return {}, f"{err.path.name} {err.problem}"
+    except (rundir.RunDirError, OSError) as err:
         return {}, f"{rundir.SUMMARY_FILE} cannot be read ({err})"
     return summary, None
 

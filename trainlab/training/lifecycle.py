@@ -113,7 +113,8 @@ RESUME_SAFE = ("train.epochs", "train.device", "train.log_every", "train.name", 
 def _resume_config(run_dir: Path, flags: Mapping[str, Any], overrides: Any, force: bool) -> RunConfig:
     rundir.check_version(run_dir)
     return config_mod.load_for_resume(run_dir / rundir.CONFIG_FILE, flags, overrides, safe=RESUME_SAFE, force=force,
-                                      advice="start a new run, or pass --resume-force to resume anyway")
+                                      advice="start a new run, or pass --resume-force to resume anyway",
+                                      normalize=lambda cfg: rundir.absolute_paths(cfg)[0])
 
 
 def _resume_latest(trainer: Trainer, run_dir: Path) -> str:
