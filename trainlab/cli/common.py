@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Column, Table
+from rich.text import Text
 
 from trainlab.config import ConfigError
 from trainlab.data.images import InputError
@@ -67,8 +70,66 @@ def fail(err: BaseException, code: int = 2, debug: bool = False) -> int:
     return code
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep hand-written line breaks in descriptions and show defaults."""
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> None:
+    """Print a table that never cuts a value (rich's default narrowed columns to ``mlp-dig…`` at 80 columns).
+
+    Piped or redirected (stdout not a terminal): tab-separated plain text, the title (if any) on the line before one
+    header line, no box-drawing characters and no wrapping, so ``grep``, ``cut -f`` and ``awk -F'\\t'`` see every
+    value whole.  On a terminal: a rich table when it fits the width at its natural size (nothing narrowed), else
+    the same rows as space-aligned columns whose long lines the terminal wraps.
+    """
+    header = [_plain_cell(column) for column in columns]
+    cells = [[_plain_cell(value) for value in row] for row in rows]
+    titled = [title] if title else []
+    if not console.is_terminal:
+        lines = [*titled, "\t".join(header), *("\t".join(row) for row in cells)]
+        print("\n".join(lines), file=console.file)  # not console.out: rich would expand the tabs to spaces
+        return
+    table = Table(*(Column(Text(column)) for column in header), title=title)
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))  # Text: a value such as "[sgd]" is not read as markup
+    if Measurement.get(console, console.options.update_width(1 << 20), table).maximum <= console.width:
+        console.print(table)
+    else:
+        console.print(Text("\n".join([*titled, *_aligned(header, cells)])), soft_wrap=True)
+
+
+def _aligned(header: list[str], cells: list[list[str]]) -> list[str]:
+    """Header and rows as columns padded to their widest value, two spaces apart: a table too wide for the terminal
+    that stays readable when the terminal wraps its lines."""
+    rows = [header, *cells]
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def _plain_cell(value: object) -> str:
+    """A cell as one line of text: tabs and line breaks would split a plain-text row."""
+    return " ".join(str(value).split()) if any(c in str(value) for c in "\t\n\r") else str(value)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep hand-written line breaks in descriptions and show each option's default once.
+
+    argparse's ``ArgumentDefaultsHelpFormatter`` appends ``(default: …)`` to every option, which printed
+    ``(default: None)`` for options that are simply not set, ``(default: False)`` for flags, and a second default
+    after help texts that already explain theirs (``(default: runs) (default: None)``).  Here a default is shown
+    only when it is a real value and the help text does not already say what happens by default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if _shows_default(action) and "default" not in text.lower():
+            text += " (default: %(default)s)"
+        return text
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    """Whether ``(default: X)`` tells the reader anything: not for unset options (None, SUPPRESS), on/off flags,
+    empty repeatable lists, or positionals that must be given."""
+    default = action.default
+    if default is None or default is argparse.SUPPRESS or isinstance(default, bool) or default == []:
+        return False
+    return bool(action.option_strings) or action.nargs in ("?", "*")
 
 
 # ---------------------------------------------------------------------------------------------------------------

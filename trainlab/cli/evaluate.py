@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.table import Table
 
 from trainlab.api import load_run
 from trainlab.cli.common import (
@@ -21,6 +20,7 @@ from trainlab.cli.common import (
     console,
     csv_output,
     make_parent,
+    print_table,
 )
 from trainlab.engine.metrics import format_metric
 from trainlab.inference.outputs import Prediction
@@ -126,10 +126,9 @@ def run_predict(args: argparse.Namespace) -> int:
         for p in predictions:
             print(json.dumps(p.__dict__))
         return 0
-    table = Table("file", "prediction", "probability / value")
-    for p in predictions:
-        table.add_row(p.path, p.label or "", f"{p.probability:.3f}" if p.probability is not None else f"{p.value:.4g}")
-    console.print(table)
+    rows = [[p.path, p.label or "", f"{p.probability:.3f}" if p.probability is not None else f"{p.value:.4g}"]
+            for p in predictions]
+    print_table(("file", "prediction", "probability / value"), rows)
     return 0
 
 
@@ -145,10 +144,8 @@ def _print_table_prediction(prediction: TablePrediction, args: argparse.Namespac
             print(json.dumps(row, default=str))
         return 0
     shown = frame.head(TABLE_ROWS)
-    table = Table(*map(str, shown.columns))
-    for row in shown.itertuples(index=False):
-        table.add_row(*(f"{v:,.6g}" if isinstance(v, float) else str(v) for v in row))
-    console.print(table)
+    rows = [[f"{v:,.6g}" if isinstance(v, float) else str(v) for v in row] for row in shown.itertuples(index=False)]
+    print_table([str(c) for c in shown.columns], rows)
     if len(frame) > TABLE_ROWS and not args.out:
         console.print(f"… {len(frame) - TABLE_ROWS} more rows; pass --out FILE.csv to write them all")
     return 0
@@ -175,14 +172,13 @@ def run_list(args: argparse.Namespace) -> int:
     if not runs:
         console.print(f"no runs in {args.directory}")
         return 0
-    table = Table(*RUN_COLUMNS)
-    unreadable = []
+    rows, unreadable = [], []
     for path in runs:
         row, problem = _run_row(path)
-        table.add_row(*row)
+        rows.append(row)
         if problem:
             unreadable.append(f"{path}: {problem}")
-    console.print(table)
+    print_table(RUN_COLUMNS, rows)
     for line in unreadable:
         print(f"warning: {line}", file=sys.stderr)
     return 0

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-from rich.table import Table
 
 from trainlab import config as config_mod
 from trainlab import rundir
@@ -22,6 +21,7 @@ from trainlab.cli.common import (
     check_runs_root,
     console,
     directory_output,
+    print_table,
 )
 from trainlab.engine.metrics import format_metric
 
@@ -51,10 +51,11 @@ examples:
 SEARCH_HELP = """\
 Hyperparameter search with Optuna. Every trial is an ordinary run directory under <out>/<name>/.
 
-The space file maps dotted config keys to choices or ranges:
-  optim.lr: {low: 1.0e-4, high: 0.3, log: true}
-  train.batch_size: {low: 32, high: 256, step: 32}
-  model.hidden: [[64], [128, 64]]          # a list = categorical choices
+The space file maps dotted config keys to choices or ranges (configs/digits-space.yaml is one):
+  optim.lr: {low: 1.0e-4, high: 0.3, log: true}     # float range, log scale (not for grid)
+  train.batch_size: {low: 32, high: 256, step: 32}  # int range
+  model.hidden: [[64], [128, 64]]                   # a list = categorical choices
+Every key must exist in the base config: optim.momentum, for instance, only with an optimizer that has it (sgd).
 
 The study is stored in <out>/<name>/study.journal (or --storage URL): rerun the same command after an
 interruption and it continues, keeping finished trials; point several processes at one --storage
@@ -63,8 +64,8 @@ recorded as failed and the search goes on. Results: trials.csv, search.png, and 
 `trainlab train -c <out>/<name>/best.yaml`).
 
 examples:
-  trainlab search --model mlp --space space.yaml --method grid --epochs 5
-  trainlab search -c configs/digits.yaml --space space.yaml --trials 30 --method tpe --metric val_acc --prune
+  trainlab search --model mlp --space configs/digits-space.yaml --method grid --epochs 5
+  trainlab search -c configs/digits.yaml --space configs/digits-space.yaml --trials 30 --method tpe --metric val_acc --prune
 """
 
 COMPARE_HELP = """\
@@ -172,10 +173,10 @@ def _cell(key: str, value: Any) -> str:
 
 
 def print_frame(frame: pd.DataFrame, title: str | None = None, limit: int | None = None) -> None:
-    table = Table(*map(str, frame.columns), title=title)
-    for row in frame.head(limit).itertuples(index=False) if limit else frame.itertuples(index=False):
-        table.add_row(*(_cell(str(k), v) for k, v in zip(frame.columns, row)))
-    console.print(table)
+    """``frame`` (its first ``limit`` rows) as a table; see :func:`print_table` for terminal vs piped output."""
+    shown = frame.head(limit) if limit else frame
+    rows = [[_cell(str(k), v) for k, v in zip(shown.columns, row)] for row in shown.itertuples(index=False)]
+    print_table([str(c) for c in shown.columns], rows, title=title)
 
 
 @contextlib.contextmanager
