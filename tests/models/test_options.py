@@ -109,8 +109,24 @@ def test_init_schemes_set_weights_and_zero_biases(scheme):
     fan_in, fan_out = 256, 512
     expected_std = {"normal": 0.01, "uniform": 0.1 / 12 ** 0.5, "xavier_uniform": (2 / (fan_in + fan_out)) ** 0.5,
                     "xavier_normal": (2 / (fan_in + fan_out)) ** 0.5, "kaiming_uniform": (2 / fan_in) ** 0.5,
-                    "kaiming_normal": (2 / fan_in) ** 0.5}[scheme]
-    assert linear.weight.std().item() == pytest.approx(expected_std, rel=0.05)
+                    "kaiming_normal": (2 / fan_in) ** 0.5, "kaiming_uniform_fan_out": (2 / fan_out) ** 0.5,
+                    "kaiming_normal_fan_out": (2 / fan_out) ** 0.5, "zeros": 0.0}[scheme]
+    assert linear.weight.std().item() == pytest.approx(expected_std, rel=0.05, abs=1e-12)
+
+
+def test_zero_init_makes_every_hidden_unit_identical_after_training():
+    """The curriculum's lesson: with all weights equal, every hidden unit gets the same gradient and stays a copy."""
+    torch.manual_seed(0)
+    model = init_weights(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), "zeros")
+    nn.init.constant_(model[0].weight, 0.1)  # zeros everywhere would leave no gradient at all; equal is enough
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    for _ in range(20):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    hidden = model[0].weight
+    assert torch.allclose(hidden, hidden[:1].expand_as(hidden)) and hidden.std(dim=1).sum() > 0
 
 
 def test_init_option_reaches_every_family():

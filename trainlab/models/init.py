@@ -21,6 +21,11 @@ INITS: dict[str, Callable[[torch.Tensor], object]] = {
     "xavier_normal": nn.init.xavier_normal_,
     "kaiming_uniform": lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu"),
     "kaiming_normal": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
+    # mode="fan_out" keeps the gradients' scale in the backward pass instead (torchvision's ResNets use it)
+    "kaiming_uniform_fan_out": lambda w: nn.init.kaiming_uniform_(w, mode="fan_out", nonlinearity="relu"),
+    "kaiming_normal_fan_out": lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
+    # every weight equal: the curriculum's demonstration that symmetric units never learn different features
+    "zeros": nn.init.zeros_,
 }
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
