@@ -208,3 +208,24 @@ def test_googlenet_aux_heads_train_through_the_api(tmp_path):
     # The aux heads' loss trains the network (train_acc about 0.57 in its 6 steps, chance 0.1). test_acc would
     # say nothing: after 6 steps the batch-norm running statistics used in evaluation still lag, near chance.
     assert summary["final"]["train_acc"] > 0.3
+
+
+def test_mlp_takes_one_dropout_rate_per_hidden_layer():
+    model = create("mlp", num_classes=3, in_channels=4, input_size=None, hidden=[16, 8], dropout=[0.2, 0.5])
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.2, 0.5]
+    same = create("mlp", num_classes=3, in_channels=4, input_size=None, hidden=[16, 8], dropout=0.3)
+    assert [m.p for m in same.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.3]
+    with pytest.raises(ValueError, match=r"2 hidden layer\(s\), got 3 rate\(s\)"):
+        create("mlp", num_classes=3, in_channels=4, input_size=None, hidden=[16, 8], dropout=[0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="dropout must be in"):
+        create("mlp", num_classes=3, in_channels=4, input_size=None, hidden=[16, 8], dropout=[0.1, 1.0])
+
+
+def test_per_layer_dropout_through_the_cli(tmp_path, run_cli):
+    code, _, err = run_cli("train", "--model", "mlp", "--epochs", "1", "--out", tmp_path, "--name", "d",
+                           "--set", "model.hidden=[16, 8]", "--set", "model.dropout=[0.2, 0.5]",
+                           "--set", "callbacks.progress.style=none")
+    assert code == 0, err
+    code, _, err = run_cli("train", "--model", "mlp", "--epochs", "1", "--out", tmp_path, "--name", "bad",
+                           "--set", "model.hidden=[16, 8]", "--set", "model.dropout=[0.2]")
+    assert code == 2 and "one rate per hidden layer" in err and not (tmp_path / "bad").exists()
