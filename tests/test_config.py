@@ -99,3 +99,22 @@ def test_threads_setting_applies_to_torch(tmp_path: Path) -> None:
         torch.set_num_threads(before)
     with pytest.raises(ConfigError, match="config error at train.threads: got 0"):
         load(overrides=["train.threads=0"])
+
+
+def test_a_flag_that_switches_the_model_drops_the_old_models_options_with_a_notice(caplog) -> None:
+    import logging
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "house-prices.yaml"
+    with caplog.at_level(logging.INFO, logger="trainlab"):
+        cfg = load(recipe, flags={"model": "linear"})
+    assert cfg.model.name == "linear" and "hidden" not in cfg.model.options()
+    assert "model linear takes no model.hidden" in caplog.text and "it was for model 'mlp'" in caplog.text
+    kept = load(recipe, flags={"optimizer": "sgd"}, overrides={"optim.momentum": 0.9})
+    assert kept.optim.name == "sgd" and kept.optim.options()["momentum"] == 0.9
+
+
+def test_set_null_removes_a_component_option_and_the_default_applies() -> None:
+    cfg = load(overrides=["model.name=mlp", "model.hidden=[8]", "model.hidden=null"])
+    assert "hidden" not in cfg.model.options()
+    assert load(overrides=["callbacks.plot_curves=null"]).callbacks["plot_curves"] is None  # still: switch off
+    assert load(overrides=["train.name=null"]).train.name is None  # section fields keep null as a value

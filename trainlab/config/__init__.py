@@ -9,6 +9,7 @@ that component; those options are checked against the component's builder signat
 from __future__ import annotations
 
 import difflib
+import logging
 import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -73,6 +74,8 @@ _REGISTRY_OF: dict[str, Registry[Any]] = {
     "loss": LOSSES,
 }
 
+logger = logging.getLogger(__name__)
+
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     """Set ``tree['a']['b'] = value`` for key ``a.b``, creating intermediate mappings."""
@@ -103,11 +106,47 @@ def load(
             continue
         if flag not in FLAG_KEYS:
             raise ConfigError(f"unknown flag '{flag}'; flags are: {', '.join(FLAG_KEYS)}")
+        _switch_component(tree, FLAG_KEYS[flag], value)
         set_dotted(tree, FLAG_KEYS[flag], str(value) if isinstance(value, Path) else value)
     items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides or [])
     for key, value in items:
-        set_dotted(tree, key, value)
+        if value is None and _is_component_option(key):
+            _unset(tree, key)
+        else:
+            set_dotted(tree, key, value)
     return validate(tree)
+
+
+def _is_component_option(key: str) -> bool:
+    """``model.hidden``-like keys: options of the selected component, not fields of the section itself."""
+    section, _, option = key.partition(".")
+    return section in _REGISTRY_OF and "." not in option and option not in _section_keys(section)
+
+
+def _unset(tree: dict[str, Any], key: str) -> None:
+    """``--set model.hidden=null``: remove the option, so the component's own default applies."""
+    section, _, option = key.partition(".")
+    if isinstance(tree.get(section), dict):
+        tree[section].pop(option, None)
+
+
+def _switch_component(tree: dict[str, Any], key: str, name: Any) -> None:
+    """A flag that picks another component (``--model linear`` over a config for ``mlp``) drops the options the
+    new one does not take, with a notice naming them, instead of failing on an option of the old one."""
+    section, _, field = key.partition(".")
+    options = tree.get(section)
+    registry = _REGISTRY_OF.get(section)
+    if field != "name" or registry is None or not isinstance(options, dict) or options.get("name") in (None, name):
+        return
+    if name not in registry:
+        return  # validation names the unknown component
+    accepted = set(builder_params(registry.get(name))) | set(_section_keys(section))
+    dropped = sorted(option for option in options if option not in accepted)
+    for option in dropped:
+        del options[option]
+    if dropped:
+        logger.info("%s %s takes no %s; dropped from the config (it was for %s '%s')", section, name,
+                    ", ".join(f"{section}.{option}" for option in dropped), section, options.get("name"))
 
 
 def validate(tree: Mapping[str, Any]) -> RunConfig:
