@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 TINY = ["--model", "mlp", "--epochs", "1", "--set", "model.hidden=[8]", "--set", "train.batch_size=128",
         "--set", "callbacks.plot_curves=null"]
@@ -47,3 +48,23 @@ def test_search_command_and_bad_space(run_cli, tmp_path: Path) -> None:
 def test_report_of_a_missing_run_is_an_error(run_cli, tmp_path: Path) -> None:
     code, _, err = run_cli("report", tmp_path / "nope")
     assert code == 2 and "not a trainlab run directory" in err
+
+
+@pytest.mark.parametrize("command", [["train"], ["kfold"], ["search", "--space", "space.yaml"]])
+def test_train_kfold_and_search_share_the_common_flags(command: list[str]) -> None:
+    from trainlab.cli import build_parser
+
+    common = ["--model", "mlp", "--data", "digits", "--epochs", "2", "--batch-size", "32", "--lr", "0.07",
+              "--optimizer", "sgd", "--device", "cpu", "--set", "optim.momentum=0.9"]
+    args = build_parser().parse_args([*command, *common])
+    assert (args.model, args.data, args.epochs, args.batch_size, args.lr, args.optimizer, args.device) == \
+        ("mlp", "digits", 2, 32, 0.07, "sgd", "cpu")
+
+
+def test_kfold_applies_lr_batch_size_and_optimizer_flags(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli("kfold", "--folds", "2", "--model", "softmax", "--epochs", "1", "--batch-size", "64",
+                           "--lr", "0.07", "--optimizer", "sgd", "--device", "cpu", "--out", tmp_path, "--name", "kf")
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "kf" / "fold-1" / "config.yaml").read_text())
+    assert (saved["optim"]["name"], saved["optim"]["lr"], saved["train"]["batch_size"], saved["train"]["device"]) == \
+        ("sgd", 0.07, 64, "cpu")

@@ -23,6 +23,7 @@ from trainlab.cli.common import (
     directory_output,
     print_table,
 )
+from trainlab.cli.recipe_args import add_config_args
 from trainlab.engine.metrics import format_metric
 
 DEFAULT_FOLDS = 5
@@ -92,12 +93,10 @@ examples:
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help="YAML config file (as for trainlab train)")
-    parser.add_argument("--model", help="model name")
-    parser.add_argument("--data", help="dataset name")
-    parser.add_argument("--epochs", type=int, help="epochs per run")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any config key; repeatable")
+    """The same config flags as ``trainlab train`` (``-c``, ``--model`` … ``--optimizer``, ``--set``), plus where
+    the result goes and the device every run uses."""
+    add_config_args(parser)
+    parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--out", help="directory that holds the result (default: the config's train.out, runs)")
     parser.add_argument("--name", help="name of the result directory")
 
@@ -155,7 +154,7 @@ def _check_at_least(value: int | None, low: int, option: str, meaning: str) -> N
 
 
 def _load_config(args: argparse.Namespace, extra_flags: dict[str, Any] | None = None) -> config_mod.RunConfig:
-    flags = {"model": args.model, "data": args.data, "epochs": args.epochs, "out": args.out, **(extra_flags or {})}
+    flags = {**_common_flags(args), "out": args.out, **(extra_flags or {})}
     return config_mod.load(args.config, flags=flags, overrides=args.overrides)
 
 
@@ -238,7 +237,12 @@ def _resume_flags(args: argparse.Namespace) -> dict[str, Any]:
         raise config_mod.ConfigError(f"{', '.join(given)} cannot be combined with --resume: the k-fold directory "
                                      "holds its config and is continued in place (change keys with --set and "
                                      "--resume-force)")
-    return {"model": args.model, "data": args.data, "epochs": args.epochs, "seed": args.seed}
+    return {**_common_flags(args), "seed": args.seed}
+
+
+def _common_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags ``train``, ``kfold`` and ``search`` share, by their ``trainlab.train`` keyword names."""
+    return {key: getattr(args, key) for key in ("model", "data", "epochs", "batch_size", "lr", "optimizer", "device")}
 
 
 def _print_kfold(path: Path, table: pd.DataFrame) -> int:
