@@ -89,3 +89,13 @@ def test_gray_images_reject_color_only_transforms() -> None:
         T.Augmentation(["grayscale"], (1, 8, 8))
     with pytest.raises(ValueError, match="table"):
         T.Augmentation(["hflip"], (5,))
+
+
+def test_color_jitter_defaults_work_on_gray_and_rgb_images() -> None:
+    gray = T.Augmentation(["color_jitter"], (1, 8, 8)).v2_pipeline()
+    rgb = T.Augmentation(["color_jitter"], (3, 8, 8)).v2_pipeline()
+    assert gray.transforms[0].saturation is None and rgb.transforms[0].saturation == (0.8, 1.2)
+    out = gray(torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8))
+    assert out.shape == (1, 8, 8)
+    with pytest.raises(ValueError, match="saturation and hue need RGB"):
+        T.Augmentation([{"color_jitter": {"saturation": 0.3}}], (1, 8, 8))

@@ -211,16 +211,22 @@ class Rotation(Transform):
 
 @dataclass(frozen=True)
 class ColorJitter(Transform):
-    """Random brightness / contrast / saturation / hue changes (per image, DataLoader path)."""
+    """Random brightness / contrast / saturation / hue changes (per image, DataLoader path).
+
+    ``saturation`` left unset means 0.2 on RGB images and none on gray ones, so the defaults work on both; set
+    explicitly, saturation and hue need RGB images.
+    """
 
     brightness: float = 0.2
     contrast: float = 0.2
-    saturation: float = 0.2
+    saturation: float | None = None
     hue: float = 0.0
     batched: ClassVar[bool] = False
 
+    DEFAULT_SATURATION: ClassVar[float] = 0.2
+
     def __post_init__(self) -> None:
-        if min(self.brightness, self.contrast, self.saturation) < 0 or not 0 <= self.hue <= 0.5:
+        if min(self.brightness, self.contrast, self.saturation or 0.0) < 0 or not 0 <= self.hue <= 0.5:
             raise ValueError("color_jitter: brightness, contrast, saturation must be >= 0 and hue in [0, 0.5]")
 
     def check(self, input_shape: tuple[int, ...]) -> None:
@@ -230,7 +236,8 @@ class ColorJitter(Transform):
     def v2(self, input_shape: tuple[int, ...]) -> Any:
         from torchvision.transforms import v2
 
-        return v2.ColorJitter(self.brightness, self.contrast, self.saturation or None, self.hue or None)
+        saturation = self.DEFAULT_SATURATION if self.saturation is None and input_shape[0] == 3 else self.saturation
+        return v2.ColorJitter(self.brightness, self.contrast, saturation or None, self.hue or None)
 
 
 @dataclass(frozen=True)
