@@ -238,3 +238,22 @@ def test_only_real_directories_named_kind_and_step_count_newest_by_number(tmp_pa
     save(ckpt, 1_000_000_001, 1.0, keep=1)  # pruning never touches what it does not count as a checkpoint
     assert (ckpt / "last-zzz").is_dir() and (other / checkpoint.MANIFEST_FILE).is_file()
     assert [p.name for p in checkpoint.list_complete(ckpt, "last")] == ["last-1000000001"]
+
+
+def test_pruning_never_shows_a_half_deleted_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """Old checkpoints leave by an atomic rename before their files are deleted, so a kill during the deletion
+    leaves only a temporary directory (cleaned on resume), never a manifest without its files."""
+    import shutil as shutil_mod
+
+    save(tmp_path, 1, 1.0)
+    seen_during_delete = []
+    real_rmtree = shutil_mod.rmtree
+
+    def watching_rmtree(path, *args, **kwargs):
+        seen_during_delete.append([p.name for p in checkpoint.list_complete(tmp_path, "last")])
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", watching_rmtree)
+    save(tmp_path, 2, 2.0)
+    assert seen_during_delete == [["last-000000002"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["last-000000002"]

@@ -98,8 +98,19 @@ def save(directory: Path, kind: str, step: int, model: dict[str, torch.Tensor], 
         raise CheckpointError(f"cannot write checkpoint {final}: {err.strerror or err}; the previous checkpoint "
                               "is unchanged — free space or fix permissions, then rerun with --resume") from err
     for old in list_complete(directory, kind)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     return final
+
+
+def _remove(checkpoint_dir: Path) -> None:
+    """Delete an old checkpoint so that no moment shows it half deleted: rename it to a temporary name first (one
+    atomic step; :func:`clean_leftovers` finishes the job if the process dies), then delete the files."""
+    doomed = checkpoint_dir.with_name(f"{TMP_PREFIX}old-{checkpoint_dir.name}")
+    try:
+        os.rename(checkpoint_dir, doomed)
+    except OSError:
+        return  # already gone, or not ours to move: leave it
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _write(directory: Path, final: Path, model: dict[str, torch.Tensor], state: dict[str, Any],
