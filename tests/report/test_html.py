@@ -176,3 +176,18 @@ def test_confusion_matrix_uses_the_weights_the_test_metrics_used(tmp_path) -> No
         "train.ema": 0.9, "model.hidden": [16], "callbacks.progress.style": "none"})
     targets, preds = run.test_predictions()
     assert np.mean(targets == preds) == pytest.approx(run.summary["test"]["test_acc"])
+
+
+def test_the_report_at_the_end_of_training_never_rebuilds_the_data(tmp_path: Path, monkeypatch) -> None:
+    """Training hands its test predictions, or their absence (no test split here), to the report, so the report
+    never builds the dataset a second time."""
+    from tests.data.files import write_image_folder
+    from trainlab.run import Run
+
+    write_image_folder(tmp_path / "images", per_class=10)
+    monkeypatch.setattr(Run, "test_predictions", lambda self, device="cpu": pytest.fail("data rebuilt"))
+    run = train_config(config_mod.load(overrides={**TINY, "data.name": "imagefolder", "train.epochs": 1,
+                                                  "data.root": str(tmp_path / "images"), "data.size": 8,
+                                                  "train.out": str(tmp_path / "runs"), "callbacks.plot_curves": None}))
+    assert run.summary["status"] == "completed" and "test" not in run.summary
+    assert (run.path / "report.html").is_file()

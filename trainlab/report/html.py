@@ -117,8 +117,9 @@ def confusion_table(matrix: np.ndarray, classes: Sequence[str]) -> str:
     return f'<table class="confusion"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _confusion(run_dir: Path, predictions: Predictions | None, classes: Sequence[str] | None) -> str | None:
-    found = predictions if predictions is not None else Run(run_dir).test_predictions()
+def _confusion(run_dir: Path, predictions: Predictions | None, classes: Sequence[str] | None,
+               rebuild: bool) -> str | None:
+    found = Run(run_dir).test_predictions() if predictions is None and rebuild else predictions
     if found is None:
         return None
     targets, preds = found
@@ -164,11 +165,13 @@ def _model_summary(run_dir: Path, summary: Mapping[str, Any]) -> str:
         logger.warning("report %s: per-layer model summary unavailable: %s: %s", run_dir, type(err).__name__, err)
         return params or '<p class="muted">model summary unavailable</p>'
 
-def build_report(run_dir: Path, predictions: Predictions | None = None) -> str:
+def build_report(run_dir: Path, predictions: Predictions | None = None, rebuild: bool = True) -> str:
     """The report page of ``run_dir`` as HTML text, rendered from its files.
 
     ``predictions`` are the best weights' test predictions when the caller has them (the end of training);
-    without them the confusion matrix is computed from the saved run (:meth:`Run.test_predictions`).
+    without them the confusion matrix is computed from the saved run (:meth:`Run.test_predictions`), unless
+    ``rebuild`` is False: the caller (training) already knows there are none, and rebuilding the data would only
+    repeat that work.
     """
     run_dir = rundir.require_run(run_dir)
     summary_path = run_dir / rundir.SUMMARY_FILE
@@ -183,7 +186,7 @@ def build_report(run_dir: Path, predictions: Predictions | None = None) -> str:
         sections += [("metrics", "Metrics", _metrics(summary)),
                      ("curves", "Training curves", _curves(run_dir, history))]
     if summary.get("status") == "completed" and meta is not None and meta.task == "classification":
-        confusion = _confusion(run_dir, predictions, meta.classes)
+        confusion = _confusion(run_dir, predictions, meta.classes, rebuild)
         if confusion is not None:
             sections.append(("confusion", "Confusion matrix and per-class accuracy", confusion))
     sections.append(("model", "Model", _model_summary(run_dir, summary)))
@@ -201,18 +204,19 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
             for row in frame.to_dict("records")]
 
-def write_report(run_dir: Path, predictions: Predictions | None = None) -> Path:
+def write_report(run_dir: Path, predictions: Predictions | None = None, rebuild: bool = True) -> Path:
     """Write ``run_dir/report.html`` atomically and return its path."""
-    text = build_report(Path(run_dir), predictions)
+    text = build_report(Path(run_dir), predictions, rebuild)
     path = Path(run_dir) / rundir.REPORT_FILE
     atomic.write_text(path, text)
     return path
 
-def write_report_safely(run_dir: Path, predictions: Predictions | None = None) -> Path | None:
+def write_report_safely(run_dir: Path, predictions: Predictions | None = None,
+                        rebuild: bool = True) -> Path | None:
     """:func:`write_report` at the end of training, where the run matters more than its report: a failure is
     logged as a warning naming the error (its traceback at debug level) instead of raised."""
     try:
-        return write_report(run_dir, predictions)
+        return write_report(run_dir, predictions, rebuild)
     except Exception as err:  # noqa: BLE001  (any report bug must leave the finished run intact)
         logger.warning("%s not written: %s: %s", Path(run_dir) / rundir.REPORT_FILE, type(err).__name__, err)
         logger.debug("report failure", exc_info=True)

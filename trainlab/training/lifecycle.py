@@ -163,7 +163,7 @@ def _fit(session: Session, run_dir: Path, resumed_from: str | None = None) -> "R
         summary.update(_test_best_weights(session, run_dir))
     summary.update(fastpath=session.fast.to_dict(), **run_summary.performance(session))
     run_summary.write(run_dir, summary, state, "completed", started)
-    write_report_safely(run_dir, _test_predictions(session, run_dir))
+    write_report_safely(run_dir, _test_predictions(session, run_dir), rebuild=False)
     return Run(run_dir)
 
 
