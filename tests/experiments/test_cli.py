@@ -68,3 +68,24 @@ def test_kfold_applies_lr_batch_size_and_optimizer_flags(tmp_path: Path, run_cli
     saved = yaml.safe_load((tmp_path / "kf" / "fold-1" / "config.yaml").read_text())
     assert (saved["optim"]["name"], saved["optim"]["lr"], saved["train"]["batch_size"], saved["train"]["device"]) == \
         ("sgd", 0.07, 64, "cpu")
+
+
+@pytest.mark.parametrize("command", [["kfold", "--folds", "2"], ["search", "--space", "space.yaml", "--trials", "1"]])
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "-1"], "optim.lr"),
+    (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'"),
+    (["--lr", "inf"], "optim.lr"),
+])
+def test_bad_common_flags_on_kfold_and_search_fail_before_writing(tmp_path: Path, run_cli, command: list[str],
+                                                                  flags: list[str], message: str) -> None:
+    (tmp_path / "space.yaml").write_text("optim.lr: [0.01, 0.1]\n")
+    args = [a if a != "space.yaml" else str(tmp_path / "space.yaml") for a in command]
+    code, _, err = run_cli(*args, "--epochs", "1", *flags, "--out", tmp_path / "out", "--name", "x")
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "x").exists()
+
+
+def test_a_bad_batch_size_flag_on_kfold_is_refused_by_the_parser(tmp_path: Path, run_cli) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("kfold", "--batch-size", "0", "--out", tmp_path)
+    assert exit_info.value.code == 2 and list(tmp_path.iterdir()) == []
