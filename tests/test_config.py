@@ -118,3 +118,12 @@ def test_set_null_removes_a_component_option_and_the_default_applies() -> None:
     assert "hidden" not in cfg.model.options()
     assert load(overrides=["callbacks.plot_curves=null"]).callbacks["plot_curves"] is None  # still: switch off
     assert load(overrides=["train.name=null"]).train.name is None  # section fields keep null as a value
+
+
+def test_true_or_false_is_refused_where_a_number_is_expected() -> None:
+    """Lax validation turned `data.size=true` into a 1x1 image; a yes/no option still takes true."""
+    with pytest.raises(ConfigError, match=r"data.size: got True, which is not a valid value here"):
+        load(overrides=["data.size=true"])
+    with pytest.raises(ConfigError, match=r"model.hidden: got False"):
+        load(overrides=["model.name=mlp", "model.hidden=false"])
+    assert load(overrides=["model.name=mlp", "model.batch_norm=true"]).model.options() == {"batch_norm": True}

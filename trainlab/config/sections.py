@@ -7,10 +7,13 @@ what a valid config looks like.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
+from types import UnionType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 
 from trainlab.config.yaml_source import ConfigError
 from trainlab.registry import AUGMENTATIONS
@@ -32,8 +35,20 @@ def _finite_adapter(hint: Any) -> TypeAdapter[Any]:
         return TypeAdapter(hint)
 
 
+def _admits_bool(hint: Any) -> bool:
+    """Whether a type hint takes ``True``/``False`` as themselves (``bool``, ``Any``, or a union holding one)."""
+    if hint is bool or hint is Any or hint is inspect.Parameter.empty:
+        return True
+    return any(_admits_bool(arg) for arg in typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType))
+
+
 def _check_value(key: str, hint: Any, value: Any) -> Any:
-    """``value`` validated against ``hint`` (the text ``"1e-3"`` becomes ``0.001``); ConfigError naming ``key``."""
+    """``value`` validated against ``hint`` (the text ``"1e-3"`` becomes ``0.001``); ConfigError naming ``key``.
+
+    A bare ``true``/``false`` is refused where a number is expected: lax validation would turn ``data.size=true``
+    into a 1x1 image without a word."""
+    if isinstance(value, bool) and not _admits_bool(hint):
+        raise ConfigError(f"config error at {key}: got {value!r}, which is not a valid value here (expected {hint})")
     try:
         checked = _finite_adapter(hint).validate_python(value, strict=False)
     except ValidationError as err:
@@ -152,6 +167,8 @@ class TrainConfig(_Section):
     channels_last: bool | Literal["auto"] = Field("auto", description="channels-last weights (auto: conv nets on CUDA and CPU)")
     fused: bool | Literal["auto"] = Field("auto", description="fused optimizer kernels for sgd/adam/adamw (auto: CUDA)")
     tta_flip: bool = Field(False, description="evaluate on the average logits of each image and its left-right mirror")
+    test_each_epoch: bool = Field(False, description="also evaluate the test split after each epoch, into metrics.csv "
+                                  "and the curves (test_* columns); recorded only, never used to select anything")
     init_from: str | None = Field(None, description="start from these weights: a run or checkpoint directory, "
                                   ".safetensors, or a .pth/.pt state dict (fine-tuning)")
     trust_pickle: bool = Field(False, description="allow init_from to unpickle a full .pth (runs code from the file)")
@@ -187,6 +204,47 @@ class TrainConfig(_Section):
         return value
 
 
+class FinetuneConfig(_Section):
+    """Transfer learning after ``train.init_from``: what trains, at which LR (docs/transfer.md).
+
+    The defaults train every parameter at the configured LR, exactly as a run without this section.  A "block" is a
+    top-level child of the model that holds parameters (``nn.ModuleDict``/``nn.ModuleList`` children count item by
+    item), in the order the model defines them; the "head" is the last ``nn.Linear``.
+    """
+
+    mode: Literal["all", "last", "head"] = Field("all", description="train all parameters, the last N blocks, or "
+                                                 "only the head")
+    last: int | None = Field(None, ge=1, description="mode=last: how many of the model's last blocks train")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name glob patterns to freeze as well, "
+                              "e.g. '0.*'")
+    bn: Literal["frozen", "train"] = Field("frozen", description="BatchNorm whose parameters are all frozen: kept in "
+                                           "eval mode (running statistics unchanged), or trained as usual")
+    body_lr_mult: float = Field(1.0, gt=0.0, description="LR multiplier for the trainable parameters outside the head "
+                                "(optim.head_lr_mult is the head's)")
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0, description="LR × decay^k for the block k places "
+                                      "before the last one (layer-wise LR decay)")
+    unfreeze_after: int | None = Field(None, ge=1, description="make every frozen parameter trainable after this "
+                                       "many epochs (gradual unfreezing)")
+    new_head: bool = Field(False, description="start the head (the last Linear) from a fresh initialization even "
+                           "when train.init_from has one of the right shape (the classes mean something else)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FinetuneConfig":
+        if self.mode == "last" and self.last is None:
+            raise ValueError("finetune.mode=last needs finetune.last=N, the number of last blocks to train")
+        if self.mode != "last" and self.last is not None:
+            raise ValueError(f"finetune.last applies to finetune.mode=last only (mode is {self.mode}); "
+                             "set finetune.mode=last or drop finetune.last")
+        if self.unfreeze_after is not None and self.mode == "all" and not self.freeze:
+            raise ValueError("finetune.unfreeze_after needs something frozen first: set finetune.mode=last or head, "
+                             "or finetune.freeze patterns")
+        return self
+
+    def active(self) -> bool:
+        """Whether anything differs from plain training (the defaults leave groups and the loop unchanged)."""
+        return self.mode != "all" or bool(self.freeze) or self.body_lr_mult != 1.0 or self.layer_decay is not None
+
+
 DEFAULT_CALLBACKS: dict[str, dict[str, Any]] = {
     "progress": {},
     "csv_logger": {},
@@ -205,6 +263,7 @@ class RunConfig(_Section):
     sched: SchedConfig = SchedConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
     callbacks: dict[str, dict[str, Any] | None] = Field(default_factory=lambda: dict(DEFAULT_CALLBACKS))
 
     def to_dict(self) -> dict[str, Any]:

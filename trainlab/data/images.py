@@ -29,6 +29,8 @@ def load_image(path: Path, preprocess: dict[str, Any], warn_size: bool = False) 
     as an image viewer shows it.  When training images have a dark background (ink bright, as in MNIST) and the file has
     a light one (a scan, a drawing), it is inverted.  ``warn_size`` logs a warning when the resize to the model's size
     distorts the image badly (see :func:`size_warning`): predict asks for it, training reads its own folder quietly.
+    ``size`` is the stored size; a run trained with ``data.size`` on a built-in dataset records the model's size as
+    ``resize``, which :class:`~trainlab.data.loaders.BatchTransform` applies to this tensor exactly as to a batch.
     """
     from PIL import Image, UnidentifiedImageError
 

@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 from trainlab.data.bundle import DataBundle, DataMeta, stratified_split
 from trainlab.data.checks import check_dataset
 from trainlab.data.preprocess import table_preprocess
+from trainlab.data.whiten import Whitening, check_whiten, fit_whitening, moments
 from trainlab.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -135,8 +136,9 @@ def fit_table(df: pd.DataFrame, features: list[str], skew_threshold: float | Non
 def transform_table(df: pd.DataFrame, preprocess: dict[str, Any], source: str = "the table") -> torch.Tensor:
     """Apply the saved table preprocessing to ``df``: a float32 ``(rows, features)`` tensor for the model.
 
-    Raises ``ValueError`` naming every column the frame lacks, and the lines of text, infinite or overflowing
-    values in a numeric column; warns about categories not seen in training.
+    Whitening (``data.whiten``), when the record has it, comes last.  Raises ``ValueError`` naming every column the
+    frame lacks, and the lines of text, infinite or overflowing values in a numeric column; warns about categories
+    not seen in training.
     """
     needed = [c["name"] for c in preprocess["numeric"]] + [c["name"] for c in preprocess["categorical"]]
     absent = [c for c in needed if c not in df.columns]
@@ -151,7 +153,8 @@ def transform_table(df: pd.DataFrame, preprocess: dict[str, Any], source: str = 
     for info in preprocess["categorical"]:
         blocks.append(_one_hot(df[info["name"]], info))
     matrix = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(df), 0))
-    return torch.tensor(matrix, dtype=torch.float32)
+    x = torch.tensor(matrix, dtype=torch.float32)
+    return Whitening(preprocess["whiten"])(x) if preprocess.get("whiten") else x
 
 
 def _one_hot(series: pd.Series, info: dict[str, Any]) -> np.ndarray:
@@ -308,8 +311,12 @@ def _check_width(preprocess: dict[str, Any], rows: int, source: str) -> None:
 def csv(*, seed: int = 0, val_fraction: float = 0.1, train: str | None = None, test: str | None = None,
         target: str | None = None, id: str | None = None, root: str | None = None,
         task: Literal["auto", "classification", "regression"] = "auto", log_target: bool = False,
-        skew_threshold: float | None = None, drop: list[str] | None = None, center_target: bool = False) -> DataBundle:
+        skew_threshold: float | None = None, drop: list[str] | None = None, center_target: bool = False,
+        whiten: Literal["pca", "zca"] | None = None, whiten_eps: float | None = None) -> DataBundle:
     """Tabular data from CSV; preprocessing is fitted on the training rows (after the validation split).
+
+    ``whiten`` (pca or zca, :mod:`trainlab.data.whiten`) decorrelates the encoded features, fitted on the training
+    rows only and saved in the record, so :func:`transform_table` applies it to validation, test and predict rows.
 
     ``center_target`` subtracts the training rows' mean target (after ``log_target``) so a freshly initialised
     network starts near the answer; a shift leaves RMSE unchanged, and predict adds it back.
@@ -342,7 +349,11 @@ def csv(*, seed: int = 0, val_fraction: float = 0.1, train: str | None = None, t
     preprocess = table_preprocess(id=id, target=target_info,
                                   **fit_table(frame.iloc[keep], features, skew_threshold, source=str(train)))
     _check_width(preprocess, len(frame), str(train))
+    eps = check_whiten(whiten, whiten_eps, len(preprocess["features"]), f"the table {train}")
     x = transform_table(frame, preprocess, source=str(train))
+    if whiten is not None:
+        preprocess["whiten"] = fit_whitening(whiten, *moments([x[keep]]), eps)
+        x = Whitening(preprocess["whiten"])(x)
     yt = torch.tensor(y, dtype=torch.long if task == "classification" else torch.float32)
     val = TensorDataset(x[held], yt[held]) if len(held) else None
     test_set = _test_split(_read(test, root, "test"), target, task, log_target, classes, preprocess, str(test))

@@ -4,7 +4,9 @@ A spec is a list such as ``["hflip", {"crop": {"padding": 4}}, {"erasing": {"p":
 transforms that have a batched version (flips, crop with padding, translate) run on whole uint8 batches on the
 training device before normalization; random erasing runs on the normalized batch (erased pixels become 0, the
 dataset mean).  Transforms that exist only per image (rotation, color jitter, grayscale, random resized crop)
-switch the geometric part to ``torchvision.transforms.v2`` on the DataLoader path.
+switch the geometric part to ``torchvision.transforms.v2`` on the DataLoader path.  The deterministic ``resize``,
+``center_crop`` and ``normalize`` (:mod:`trainlab.data.sizing`) have both versions; since augmentation changes
+training batches only, a pipeline must end at the dataset's image size (``data.size`` resizes every split).
 
 Randomness never comes from the global RNG: each batch draws from a generator seeded with
 ``(seed, epoch, batch index)`` and each per-image transform from one seeded with ``(seed, epoch, sample index)``,
@@ -15,53 +17,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from trainlab.config import build_augmentation
+from trainlab.data.sizing import CenterCrop, Normalize, Resize
+from trainlab.data.transform_base import Stage, Transform, batch_generator, mix_seed, probability, rand_draws
 from trainlab.registry import AUGMENTATIONS
 
-Stage = Literal["raw", "normalized"]
-
-
-def mix_seed(*parts: int) -> int:
-    """One 63-bit seed from several integers (stable across runs and Python versions)."""
-    value = 0x9E3779B9
-    for part in parts:
-        value = (value * 1_000_003 + int(part) + 0x7F4A7C15) % (1 << 63)
-    return value
-
-
-def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(mix_seed(seed, epoch, batch, 1))
-
-
-@dataclass(frozen=True)
-class Transform:
-    """Base of all augmentations: ``batched`` ones have :meth:`batch`; all raw ones have :meth:`v2`."""
-
-    batched: ClassVar[bool] = True
-    stage: ClassVar[Stage] = "raw"
-
-    def check(self, input_shape: tuple[int, ...]) -> None:
-        """Raise ValueError when the transform cannot apply to images of ``input_shape`` (C, H, W)."""
-
-    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
-
-    def v2(self, input_shape: tuple[int, ...]) -> Any:
-        raise NotImplementedError
-
-
-def _probability(name: str, p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name}: p must be in [0, 1], got {p}")
-
-
-def _rand(gen: torch.Generator, n: int, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=gen).to(device, non_blocking=True)
+__all__ = ["Augmentation", "Transform", "TRANSFORMS", "batch_generator", "mix_seed", "parse_augment"]
 
 
 @dataclass(frozen=True)
@@ -72,10 +38,10 @@ class HFlip(Transform):
     dim: ClassVar[int] = -1
 
     def __post_init__(self) -> None:
-        _probability(type(self).__name__.lower(), self.p)
+        probability(type(self).__name__.lower(), self.p)
 
     def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        flip = (_rand(gen, len(x), x.device) < self.p).view(-1, *([1] * (x.dim() - 1)))
+        flip = (rand_draws(gen, len(x), x.device) < self.p).view(-1, *([1] * (x.dim() - 1)))
         return torch.where(flip, x.flip(self.dim), x)
 
     def v2(self, input_shape: tuple[int, ...]) -> Any:
@@ -161,7 +127,7 @@ class Erasing(Transform):
     stage: ClassVar[Stage] = "normalized"
 
     def __post_init__(self) -> None:
-        _probability("erasing", self.p)
+        probability("erasing", self.p)
         if not 0 < self.scale[0] <= self.scale[1] <= 1 or not 0 < self.ratio[0] <= self.ratio[1]:
             raise ValueError(f"erasing: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
                              f"got scale={self.scale}, ratio={self.ratio}")
@@ -181,19 +147,6 @@ class Erasing(Transform):
         in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
         mask = in_rows[:, :, None] & in_cols[:, None, :] & (draws[0] < self.p)[:, None, None]
         return x.masked_fill(mask[:, None].to(x.device, non_blocking=True), self.value)
-
-
-@dataclass(frozen=True)
-class Normalize(Transform):
-    """Accepted for familiarity: normalization by the dataset's mean/std (``meta.preprocess``) always happens."""
-
-    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return x
-
-    def v2(self, input_shape: tuple[int, ...]) -> Any:
-        from torchvision.transforms import v2
-
-        return v2.Identity()
 
 
 @dataclass(frozen=True)
@@ -248,7 +201,7 @@ class Grayscale(Transform):
     batched: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        _probability("grayscale", self.p)
+        probability("grayscale", self.p)
 
     def check(self, input_shape: tuple[int, ...]) -> None:
         if input_shape[0] != 3:
@@ -282,7 +235,7 @@ class ResizedCrop(Transform):
 TRANSFORMS: dict[str, type[Transform]] = {
     "hflip": HFlip, "vflip": VFlip, "crop": Crop, "translate": Translate, "erasing": Erasing,
     "normalize": Normalize, "rotation": Rotation, "color_jitter": ColorJitter, "grayscale": Grayscale,
-    "resized_crop": ResizedCrop,
+    "resized_crop": ResizedCrop, "resize": Resize, "center_crop": CenterCrop,
 }
 for _name, _cls in TRANSFORMS.items():
     AUGMENTATIONS.add(_name, _cls)
@@ -299,9 +252,16 @@ class Augmentation:
     def __init__(self, specs: Sequence[Any], input_shape: tuple[int, ...]):
         if len(input_shape) != 3:
             raise ValueError("data.augment applies to images; this dataset is a table (remove data.augment)")
-        self.transforms = parse_augment(specs)
+        self.transforms = [t.bind(input_shape) for t in parse_augment(specs)]
+        shape = input_shape
         for transform in self.transforms:
-            transform.check(input_shape)
+            transform.check(shape)
+            shape = transform.output_shape(shape)
+        if shape != input_shape:
+            raise ValueError(f"data.augment: the pipeline leaves training images at {'x'.join(map(str, shape))}, but "
+                             f"evaluation images (not augmented) and the model get {'x'.join(map(str, input_shape))}; "
+                             "end with a resize or center_crop back to that size, or resize every split with "
+                             "data.size")
         self.input_shape = input_shape
         self.raw = [t for t in self.transforms if t.stage == "raw"]
         self.normalized = [t for t in self.transforms if t.stage == "normalized"]

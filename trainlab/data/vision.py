@@ -1,5 +1,6 @@
 """MNIST, Fashion-MNIST and CIFAR-10 from their official on-disk formats.
 
+``data.size``, ``data.normalize`` and ``data.whiten`` apply to each (:mod:`trainlab.data.image_options`).
 Files are read from ``data.root`` (or the default cache directory, see :func:`download.default_root`) and
 downloaded only with ``data.download=true``.  Images are kept as raw uint8 ``N×C×H×W`` tensors; the official
 test split is the test set and validation comes from the training set (stratified, seeded).
@@ -13,7 +14,7 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch.utils.data import TensorDataset
 
 from trainlab.data import download as dl
 from trainlab.data.bundle import DataBundle, DataMeta, tensor_splits
+from trainlab.data.image_options import finish_image_bundle
 from trainlab.data.preprocess import image_preprocess
 from trainlab.registry import DATASETS
 
@@ -231,10 +233,12 @@ def _bundle(arrays: dict[str, tuple[np.ndarray, np.ndarray]], spec: VisionSpec, 
 
 
 def _register_idx(name: str, spec: VisionSpec) -> None:
-    def builder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = None,
-                download: bool = False) -> DataBundle:
+    def builder(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = None, download: bool = False,
+                size: int | list[int] | None = None, normalize: str | dict[str, Any] = "dataset",
+                whiten: Literal["pca", "zca"] | None = None, whiten_eps: float | None = None) -> DataBundle:
         folder = Path(root).expanduser() if root else dl.default_root(name)
-        return _bundle(load_idx_dataset(name, folder, download), spec, seed, val_fraction)
+        return finish_image_bundle(_bundle(load_idx_dataset(name, folder, download), spec, seed, val_fraction),
+                                   size=size, normalize=normalize, whiten=whiten, whiten_eps=whiten_eps)
 
     builder.__doc__ = f"{spec.description}; the official 10k test split is the test set."
     DATASETS.add(name, builder, description=spec.description)
@@ -245,7 +249,10 @@ for _name, _spec in IDX_SPECS.items():
 
 
 @DATASETS.register("cifar10", description=CIFAR10.description)
-def cifar10(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = None, download: bool = False) -> DataBundle:
+def cifar10(*, seed: int = 0, val_fraction: float = 0.1, root: str | None = None, download: bool = False,
+            size: int | list[int] | None = None, normalize: str | dict[str, Any] = "dataset",
+            whiten: Literal["pca", "zca"] | None = None, whiten_eps: float | None = None) -> DataBundle:
     """CIFAR-10 from its python batches; the official 10k test batch is the test set."""
     folder = Path(root).expanduser() if root else dl.default_root("cifar10")
-    return _bundle(load_cifar10(folder, download), CIFAR10, seed, val_fraction)
+    return finish_image_bundle(_bundle(load_cifar10(folder, download), CIFAR10, seed, val_fraction),
+                               size=size, normalize=normalize, whiten=whiten, whiten_eps=whiten_eps)

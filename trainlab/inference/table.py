@@ -3,8 +3,9 @@
 A run trained on the ``csv`` dataset saves everything prediction needs in ``data.json`` → ``preprocess``
 (``kind: table``): the feature encoding, the id column and how the target was transformed.  Predicting a new
 table applies that encoding (:func:`~trainlab.data.tabular.transform_table`: a missing feature column is an
-error naming it, an unseen category a warning), runs the model or averages several (a k-fold ensemble), and undoes
-the target transform — ``log_target`` and ``center_target`` — so a House Prices run answers in dollars.
+error naming it, an unseen category a warning; then the run's ``data.whiten`` matrix, if any, exactly as training
+applied it), runs the model or averages several (a k-fold ensemble), and undoes the target transform —
+``log_target`` and ``center_target`` — so a House Prices run answers in dollars.
 """
 
 from __future__ import annotations
