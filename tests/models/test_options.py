@@ -27,7 +27,8 @@ DEEP = {"resnet101", "resnet152"}
 SIDE = 32  # every model in the zoo builds and runs at 32x32 (see test_zoo), and it keeps this test fast
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in MODELS.names()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in MODELS.names()
+                                  if not MODELS.entry(n).meta.get("sequence")])  # sequence models take no images
 def test_int_input_size_builds_the_same_model_as_the_square_pair(name):
     """``input_size=32`` means 32x32 (as in timm and torchvision): same layers, same logits on the same input."""
     x = torch.randn(1, 3, SIDE, SIDE)

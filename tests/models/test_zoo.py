@@ -13,6 +13,9 @@ from trainlab.models import create
 from trainlab.registry import MODELS, builder_params
 
 SUPPLIED = {"num_classes", "in_channels", "input_size"}
+# Sequence models (registered with meta sequence=True) take tokens or per-step features, never images: their own
+# registry-wide tests are in tests/test_recurrent_models.py.
+IMAGE_ZOO = [n for n in MODELS.names() if not MODELS.entry(n).meta.get("sequence")]
 
 # trainlab name (+ options) → torchvision builder (+ options); both built on the meta device (no memory, no init).
 TORCHVISION_EQUIVALENTS = [
@@ -76,7 +79,7 @@ DEEP = {"resnet101", "resnet152"}
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)], ids=["1x28x28", "3x32x32"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in MODELS.names()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in IMAGE_ZOO])
 def test_forward_backward_small_images(name, shape):
     """Train mode: a loss step reaches every parameter with finite gradients.  Eval mode: plain finite logits."""
     torch.manual_seed(0)
@@ -100,7 +103,7 @@ def test_tables_work_with_linear_models():
         assert model(torch.randn(4, 13)).shape == (4, 1)
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS.names() if n not in ("linear", "softmax", "mlp")])
+@pytest.mark.parametrize("name", [n for n in IMAGE_ZOO if n not in ("linear", "softmax", "mlp")])
 def test_image_models_reject_tables(name):
     with pytest.raises(ValueError, match="image"):
         create(name, num_classes=3, in_channels=5, input_size=None)

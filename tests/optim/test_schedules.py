@@ -13,7 +13,10 @@ from trainlab.config import SchedConfig
 from trainlab.optim import Schedule, build_schedule, lr_curve
 from trainlab.registry import SCHEDULES
 
-REQUIRED: dict[str, dict[str, Any]] = {"multistep": {"milestones": [1, 2]}}
+REQUIRED: dict[str, dict[str, Any]] = {"multistep": {"milestones": [1, 2]}, "torch.StepLR": {"step_size": 2},
+                                      "torch.MultiStepLR": {"milestones": [1, 3]}, "torch.ExponentialLR": {"gamma": 0.9},
+                                      "torch.CosineAnnealingLR": {"T_max": 3},
+                                      "torch.CosineAnnealingWarmRestarts": {"T_0": 2}}
 LR, SPE, TOTAL = 0.1, 10, 50
 
 

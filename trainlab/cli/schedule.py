@@ -19,8 +19,11 @@ examples:
   trainlab schedule plot --sched cosine --epochs 30 --lr 0.1 --warmup-epochs 2
   trainlab schedule plot --sched multistep --set sched.milestones=[10,20] --epochs 30 --steps-per-epoch 100
   trainlab schedule plot --sched one_cycle --lr 0.01 --epochs 10 -o one_cycle.png
+  trainlab schedule plot --sched torch.CosineAnnealingLR --set sched.T_max=10 --epochs 30 --lr 0.1
 
 `plateau` depends on validation metrics, so without training its curve is flat after warmup.
+torch's own schedulers (`torch.StepLR`, `torch.CosineAnnealingLR`, …) take their torch arguments and step once
+per epoch (`torch.OneCycleLR`: per update) unless `--set sched.interval=update` (or `epoch`) says otherwise.
 The PNG never replaces the config file, a file inside a run directory, or an existing file that is not a
 matplotlib figure, unless --force is given.
 """

@@ -6,6 +6,7 @@ import math
 
 from torch import nn
 
+from trainlab.models.impl import Impl, check_impl, use_impl
 from trainlab.models.init import check_init, init_weights
 from trainlab.models.layers import activation as make_activation
 from trainlab.models.layers import check_activation
@@ -15,12 +16,14 @@ from trainlab.registry import MODELS
 @MODELS.register("mlp", description="multilayer perceptron; hidden sizes, activation, dropout and batch norm configurable")
 def mlp(*, num_classes: int, in_channels: int, input_size: tuple[int, int] | None,
         hidden: list[int] | tuple[int, ...] = (256,), activation: str = "relu",
-        dropout: float | list[float] = 0.0, batch_norm: bool = False, init: str | None = None) -> nn.Module:
+        dropout: float | list[float] = 0.0, batch_norm: bool = False, init: str | None = None,
+        impl: Impl = "torch") -> nn.Module:
     """Flatten the input, then ``Linear → [BatchNorm] → activation → [Dropout]`` per hidden size, then a linear head.
 
     ``dropout`` is one rate for every hidden layer or, as the curriculum writes it (``[0.2, 0.5]``), one rate per
-    hidden layer.
+    hidden layer.  ``impl=scratch`` uses the hand-written BatchNorm and Dropout (:mod:`trainlab.models.impl`).
     """
+    check_impl("mlp", impl)
     rates = _dropout_rates(dropout, len(hidden))
     if any(width < 1 for width in hidden):
         raise ValueError(f"mlp hidden sizes must be >= 1, got {list(hidden)}")
@@ -37,7 +40,7 @@ def mlp(*, num_classes: int, in_channels: int, input_size: tuple[int, int] | Non
             layers.append(nn.Dropout(rate))
         features = width
     layers.append(nn.Linear(features, num_classes))
-    return init_weights(nn.Sequential(*layers), init)
+    return use_impl(init_weights(nn.Sequential(*layers), init), impl)
 
 
 def _dropout_rates(dropout: float | list[float], layers: int) -> list[float]:

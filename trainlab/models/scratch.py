@@ -6,7 +6,8 @@ dropout or batch normalisation actually computes. They are checked against torch
 same forward values and the same gradients after copying weights through ``state_dict``), so what they teach is
 what the library layers do. Parameter and buffer names and shapes match torch's, so state dicts move both ways.
 
-They are slower than torch's kernels and are not registered as models; the zoo keeps using ``torch.nn``.
+They are slower than torch's kernels and are not models of their own: the zoo's small models use them with
+``model.impl=scratch`` (:mod:`trainlab.models.impl` swaps them in), and ``trainlab.nn`` re-exports them.
 ``Tensor.unfold`` (a strided view of sliding windows) is the one helper used for convolution and pooling windows.
 """
 
@@ -17,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "MaxPool2d", "corr2d"]
+__all__ = ["AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "Dropout2d", "MaxPool2d", "corr2d"]
 
 IntPair = int | tuple[int, int]
 
@@ -195,6 +196,22 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class Dropout2d(Dropout):
+    """Channel dropout for feature maps ``(N, C, H, W)``: in training, zero each whole channel of each example with
+    probability ``p`` and scale the kept channels by ``1/(1-p)``; in eval mode the identity.
+
+    Neighbouring pixels of a feature map are strongly correlated, so dropping single pixels (``Dropout``) barely
+    regularises a convolution; dropping whole channels does (Tompson et al., 2015; ``nn.Dropout2d``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _require_4d("Dropout2d", x)
+        if not self.training or self.p == 0.0:
+            return x
+        keep = (torch.rand(x.shape[0], x.shape[1], 1, 1, device=x.device) >= self.p).to(x.dtype)
+        return x * keep / (1.0 - self.p)
 
 
 class BatchNorm(nn.Module):

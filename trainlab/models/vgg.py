@@ -11,6 +11,7 @@ from typing import Callable
 
 from torch import nn
 
+from trainlab.models.impl import feature_dropout
 from trainlab.models.init import init_weights
 from trainlab.models.layers import activation, check_positive, use_small_stem
 from trainlab.models.options import check_image_model
@@ -28,14 +29,15 @@ VARIANTS = {f"vgg{depth}{suffix}": dict(depth=depth, batch_norm=bool(suffix))
 
 
 def vgg_features(layout: tuple, in_channels: int, act: str, batch_norm: bool, width_div: int,
-                 side: int) -> tuple[nn.Sequential, int]:
-    """The convolutional part; returns it with its output channels.  Pools that would go below 1 px are skipped."""
+                 side: int, dropout2d: float = 0.0) -> tuple[nn.Sequential, int]:
+    """The convolutional part; returns it with its output channels.  Pools that would go below 1 px are skipped;
+    ``dropout2d`` follows every pool that is kept."""
     layers: list[nn.Module] = []
     channels = in_channels
     for item in layout:
         if item == "M":
             if side >= 2:
-                layers.append(nn.MaxPool2d(2, 2))
+                layers += [nn.MaxPool2d(2, 2), *feature_dropout("vgg", dropout2d)]
                 side //= 2
             continue
         out = max(1, item // width_div)
@@ -48,8 +50,8 @@ def vgg_features(layout: tuple, in_channels: int, act: str, batch_norm: bool, wi
 
 
 def vgg_net(depth: int, batch_norm: bool, num_classes: int, in_channels: int, size: tuple[int, int], act: str,
-            width_div: int, hidden: int, dropout: float, small: bool) -> nn.Sequential:
-    features, channels = vgg_features(LAYOUTS[depth], in_channels, act, batch_norm, width_div, min(size))
+            width_div: int, hidden: int, dropout: float, small: bool, dropout2d: float = 0.0) -> nn.Sequential:
+    features, channels = vgg_features(LAYOUTS[depth], in_channels, act, batch_norm, width_div, min(size), dropout2d)
     pooled = 1 if small else 7
     return nn.Sequential(
         features, nn.AdaptiveAvgPool2d((pooled, pooled)), nn.Flatten(),
@@ -62,14 +64,16 @@ def vgg_net(depth: int, batch_norm: bool, num_classes: int, in_channels: int, si
 def _builder(name: str, depth: int, batch_norm: bool) -> Callable[..., nn.Module]:
     def build(*, num_classes: int, in_channels: int, input_size: tuple[int, int] | None,
               activation: str = "relu", width_div: int = 1, hidden: int = 4096, dropout: float = 0.5,
-              small_input: bool | None = None, init: str | None = None) -> nn.Module:
-        """VGG of this depth; ``width_div`` divides conv channels, ``hidden`` sizes the two dense layers."""
+              small_input: bool | None = None, init: str | None = None, dropout2d: float = 0.0) -> nn.Module:
+        """VGG of this depth; ``width_div`` divides conv channels, ``hidden`` sizes the two dense layers;
+        ``dropout`` acts in the dense head, ``dropout2d`` on the feature maps after each pool."""
         size = check_image_model(name, input_size, activation, init)
         check_positive(name, width_div=width_div, hidden=hidden)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name} dropout must be in [0, 1), got {dropout}")
+        feature_dropout(name, dropout2d)  # a bad rate names this variant
         net = vgg_net(depth, batch_norm, num_classes, in_channels, size, activation, width_div, hidden, dropout,
-                      use_small_stem(size, small_input))
+                      use_small_stem(size, small_input), dropout2d)
         return init_weights(net, init)
 
     build.__name__ = build.__qualname__ = name

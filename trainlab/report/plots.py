@@ -35,21 +35,23 @@ def plot_history(history: Sequence[dict[str, Any]], path: Target) -> Target:
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     second = "acc" if any("train_acc" in row for row in history) else "rmse"
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", second)):
-        for split, style in (("train", "-"), ("val", "--")):
+    panels = ("loss", second, *(("ppl",) if any("train_ppl" in row for row in history) else ()))  # language models
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, metric in zip(axes, panels):
+        for split, style in (("train", "-"), ("val", "--"), ("test", ":")):  # test: train.test_each_epoch
             key = f"{split}_{metric}"
             points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), style, marker="o", markersize=3, label=split)
+                ax.plot(*zip(*points), style, marker="o", markersize=3,
+                        label="test (recorded only)" if split == "test" else split)
         ax.set_xlabel("epoch")
-        ax.set_ylabel({"loss": "loss", "acc": "accuracy", "rmse": "RMSE"}[metric])
+        ax.set_ylabel({"loss": "loss", "acc": "accuracy", "rmse": "RMSE", "ppl": "perplexity"}[metric])
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)
 
 
-COMPARE_PANELS = (("loss", "loss"), ("acc", "accuracy"), ("rmse", "RMSE"), ("lr", "learning rate"))
+COMPARE_PANELS = (("loss", "loss"), ("acc", "accuracy"), ("rmse", "RMSE"), ("ppl", "perplexity"), ("lr", "learning rate"))
 
 
 def plot_compare(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: Target,
