@@ -7,6 +7,7 @@ only what it needs (the data for an evaluation, the model for a prediction); it 
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -28,7 +29,9 @@ from trainlab.inference.outputs import (
     predict_images,
 )
 from trainlab.inference.table import TablePrediction, predict_table
+from trainlab.inference.text import predict_texts
 from trainlab.losses import build_loss
+from trainlab.models import custom
 from trainlab.session import build_data, build_model, build_session
 
 
@@ -38,13 +41,31 @@ def is_kfold_run(path: str | Path) -> bool:
 
 class RunDirectory:
     """What every saved run offers, a single run or a k-fold run: its config, data description and summary, and
-    predictions from its model(s) — :meth:`load_models` is the only thing the kinds do differently here."""
+    predictions from its model(s) — :meth:`load_models` is the only thing the kinds do differently here.
 
-    def __init__(self, path: str | Path) -> None:
+    A run of your own model (``model_source.json``) imports that model's file or module only when ``trust_code``
+    (it runs that code), unless ``model`` hands the class in or this process already loaded it with the same
+    hash; a file changed since training is refused.  Opening the run never imports anything: using the model does.
+    """
+
+    def __init__(self, path: str | Path, *, model: type | nn.Module | None = None,
+                 trust_code: bool = False) -> None:
         self.path = rundir.require_run(path)
         rundir.check_version(self.path)
         self.config = config_mod.load(self.path / rundir.CONFIG_FILE)
         self.meta = rundir.read_data_meta(self.path)
+        recorded = rundir.read_model_source(self.path)
+        self.model_source = custom.ModelSource.from_dict(recorded) if recorded is not None else None
+        self.trust_code = trust_code
+        self._given_class = model
+
+    def model_class(self) -> type | nn.Module | None:
+        """The own model's class (None for a zoo model): the one handed in, else the recorded one, checked and
+        imported only as ``trust_code`` allows (:func:`~trainlab.models.custom.load_recorded`).  A run trained from
+        an instance gets an instance (weights are loaded into it): the one handed in, or a copy of the original."""
+        if self._given_class is not None or self.model_source is None:
+            return self._given_class
+        return custom.load_recorded(self.model_source, trust=self.trust_code, run=self.path)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -66,6 +87,8 @@ class RunDirectory:
         preprocess = self.meta.preprocess
         if preprocess.get("kind") == "table":
             return self.predict_table(paths, device)
+        if preprocess.get("kind") == "text":  # a passage classifier: each input is a text file or the text itself
+            return predict_texts(self.load_models(device), [str(p) for p in paths], self.meta, device)
         if preprocess.get("kind") != "image":
             raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
                              "predict on image files needs an image run")
@@ -102,7 +125,7 @@ class Run(RunDirectory):
 
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model with its best weights, in eval mode."""
-        model = build_model(self.config, self.meta)
+        model = build_model(self.config, self.meta, self.model_class())
         best = self.best_checkpoint()
         with _weights_fit_config(self.path, best):
             model.load_state_dict(checkpoint.evaluation_weights(checkpoint.load(best)))
@@ -129,7 +152,7 @@ class Run(RunDirectory):
         if tta is not None:
             overrides["train.tta_flip"] = tta
         cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides=overrides)
-        session = build_session(cfg, run_dir=None)
+        session = build_session(cfg, run_dir=None, model=self.model_class())
         best = self.best_checkpoint()
         with _weights_fit_config(self.path, best):
             session.trainer.load_weights(checkpoint.load(best))
@@ -140,12 +163,17 @@ class KFoldRun(RunDirectory):
     """A k-fold directory: ``kfold.json``, the base ``config.yaml``, ``folds.csv``, ``oof.csv`` and ``fold-N/`` runs;
     it predicts with the mean of its fold models."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, model: type | nn.Module | None = None,
+                 trust_code: bool = False) -> None:
         if not is_kfold_run(path):
             raise rundir.RunDirError(f"{path} is not a k-fold run (no {rundir.KFOLD_FILE})")
-        super().__init__(path)
+        super().__init__(path, model=model, trust_code=trust_code)
         self.info = rundir.read_json(self.path / rundir.KFOLD_FILE)
-        self.folds = [Run(self.path / name) for name in self.info["completed"]]
+        def fold_model() -> type | nn.Module | None:  # an instance handed in: each fold loads its weights into a copy
+            return copy.deepcopy(model) if isinstance(model, nn.Module) else model
+
+        self.folds = [Run(self.path / name, model=fold_model(), trust_code=trust_code)
+                      for name in self.info["completed"]]
         if not self.folds:
             raise rundir.RunDirError(f"{self.path} has no completed fold to predict with")
 
@@ -201,6 +229,12 @@ def _weights_fit_config(run_dir: Path, ckpt: Path) -> Iterator[None]:
             "trained with") from None
 
 
-def load_run(path: str | Path) -> Run | KFoldRun:
-    """Open a run directory; a k-fold directory opens as a :class:`KFoldRun` (the fold models averaged)."""
-    return KFoldRun(path) if is_kfold_run(path) else Run(path)
+def load_run(path: str | Path, *, model: type | nn.Module | None = None,
+             trust_code: bool = False) -> Run | KFoldRun:
+    """Open a run directory; a k-fold directory opens as a :class:`KFoldRun` (the fold models averaged).
+
+    For a run of your own model, ``model`` passes its class again (needed for a class defined in ``__main__``),
+    and ``trust_code`` allows importing the recorded file or module, which runs its code.
+    """
+    cls = KFoldRun if is_kfold_run(path) else Run
+    return cls(path, model=model, trust_code=trust_code)

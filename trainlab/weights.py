@@ -105,21 +105,82 @@ def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                           f"with one of: {', '.join(NESTED_KEYS)})")
 
 
-def init_model(model: nn.Module, source: str | Path, trust_pickle: bool = False) -> list[str]:
-    """Copy every tensor of ``source`` whose name and shape match into ``model``; return the skipped names.
+def init_model(model: nn.Module, source: str | Path, trust_pickle: bool = False, new_head: bool = False) -> list[str]:
+    """Copy every tensor of ``source`` that fits into ``model``; return the names left at their fresh initialization.
 
-    Names may carry a ``module.`` prefix (DataParallel).  Mismatched tensors (a new head for other classes) are
-    skipped with a notice; if nothing matches, the file belongs to another architecture and this fails.
+    Tensors pair up by name (a ``module.`` prefix, from DataParallel, is ignored).  When no name matches, the file
+    may hold the same architecture under other names, as torchvision's state dicts do for the zoo's ResNet, VGG,
+    DenseNet, MobileNet V2/V3, ShuffleNet V2, EfficientNet-B0, GoogLeNet and AlexNet: then they pair up by position
+    (:func:`pair_by_position`).  A paired tensor of another shape (a head for another number of classes) keeps its
+    fresh initialization, and the replaced layers are named in a notice; if nothing fits, this fails.  ``new_head``
+    keeps the head (the last ``nn.Linear``) fresh even when it fits (``finetune.new_head``: other classes, same count).
     """
     loaded = {k.removeprefix("module."): v for k, v in read_weights(source, trust_pickle).items()}
     own = model.state_dict()
-    usable = {k: v for k, v in loaded.items() if k in own and own[k].shape == v.shape}
+    pairs = {k: loaded[k] for k in own if k in loaded}
+    if not pairs:
+        try:
+            pairs = pair_by_position(loaded, own, head_names(model))
+        except ValueError as err:
+            raise CheckpointError(
+                f"train.init_from: no tensor of {source} matches the model by name and shape, and the tensors do not "
+                f"pair up by position either: {err}; file has {', '.join(list(loaded)[:5])} ...; model has "
+                f"{', '.join(list(own)[:5])} ...  (torchvision weights need the torchvision layout: 3 input channels "
+                "and, for images of 64 px or less, model.small_input=false)") from None
+        logger.info("init_from %s: names differ from the model's; paired its %d tensors with the model's by position "
+                    "and shape (torchvision layout)", source, len(pairs))
+    fresh_head = head_names(model) if new_head else set()
+    pairs = {k: v for k, v in pairs.items() if k not in fresh_head}
+    usable = {k: v for k, v in pairs.items() if v.shape == own[k].shape}
     if not usable:
         raise CheckpointError(f"train.init_from: no tensor of {source} matches the model by name and shape; "
                               f"file has {', '.join(list(loaded)[:5])} ...; model has {', '.join(list(own)[:5])} ...")
     model.load_state_dict(usable, strict=False)
-    skipped = sorted(set(own) - set(usable))
-    if skipped:
-        logger.info("init_from %s: kept the fresh initialization of %d tensor(s) (%s%s)", source, len(skipped),
-                    ", ".join(skipped[:4]), " ..." if len(skipped) > 4 else "")
-    return skipped
+    _report_fresh(source, model, own, pairs, fresh_head)
+    return sorted(set(own) - set(usable))
+
+
+def head_names(model: nn.Module) -> set[str]:
+    """State-dict names of the last ``nn.Linear`` (the head), empty when the model has none."""
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        return set()
+    prefix = f"{linears[-1]}." if linears[-1] else ""
+    return {prefix + name for name, _ in model.get_submodule(linears[-1]).named_parameters()}
+
+
+def pair_by_position(loaded: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                     head: set[str]) -> dict[str, torch.Tensor]:
+    """The file's tensors under the model's names, paired in order; every pair must have the same shape except the
+    head's.  Torchvision builds the zoo's torchvision-equivalent models in the same module order, so this maps their
+    state dicts exactly; a GoogLeNet file's auxiliary classifiers are dropped when the model has none."""
+    items = list(loaded.items())
+    if len(items) > len(own):
+        items = [(k, v) for k, v in items if not k.split(".")[0].startswith("aux")]
+    if len(items) != len(own):
+        raise ValueError(f"the file holds {len(items)} tensors, the model {len(own)}")
+    pairs = {}
+    for index, ((theirs, tensor), (ours, mine)) in enumerate(zip(items, own.items())):
+        if tensor.shape != mine.shape and ours not in head:
+            raise ValueError(f"tensor {index} '{theirs}' has shape {list(tensor.shape)}, the model's '{ours}' "
+                             f"{list(mine.shape)}")
+        pairs[ours] = tensor
+    return pairs
+
+
+def _report_fresh(source: str | Path, model: nn.Module, own: Mapping[str, torch.Tensor],
+                  pairs: Mapping[str, torch.Tensor], fresh_head: set[str]) -> None:
+    """Notices naming the layers that keep their fresh initialization: a new head, other shapes, missing tensors."""
+    if fresh_head:
+        logger.info("init_from %s: created a new head (finetune.new_head): layer(s) %s freshly initialized", source,
+                    ", ".join(sorted({k.rsplit(".", 1)[0] for k in fresh_head})))
+    replaced = [k for k, v in pairs.items() if v.shape != own[k].shape]
+    if replaced:
+        layers = sorted({k.rsplit(".", 1)[0] for k in replaced})
+        shapes = ", ".join(f"{k} {list(pairs[k].shape)} -> {list(own[k].shape)}" for k in replaced[:4])
+        what = "created a new head" if set(replaced) <= head_names(model) else "replaced layers of another shape"
+        logger.info("init_from %s: %s: layer(s) %s freshly initialized (%s)", source, what, ", ".join(layers), shapes)
+    missing = [k for k in own if k not in pairs and k not in fresh_head]
+    if missing:
+        logger.info("init_from %s: kept the fresh initialization of %d tensor(s) the file lacks (%s%s)", source,
+                    len(missing), ", ".join(missing[:4]), " ..." if len(missing) > 4 else "")

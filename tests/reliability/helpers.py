@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from trainlab.engine.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"callbacks.progress.style": "none", "callbacks.plot_curves": None, "model.width": 4}
@@ -23,3 +29,19 @@ def run_python(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess
 def trainlab_cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m trainlab ARGS`` in a fresh process."""
     return run_python("-m", "trainlab", *args, cwd=cwd, timeout=timeout)
+
+
+@contextlib.contextmanager
+def ctrl_c_after_step(step: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Inside the block, training raises KeyboardInterrupt (a simulated Ctrl-C) right after batch ``step``'s
+    callbacks ran, so the run checkpoints and stops as it would for a user."""
+    original = Trainer._emit
+
+    def emit(self: Trainer, hook: str) -> None:
+        original(self, hook)
+        if hook == "on_batch_end" and self.state.step == step:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_emit", emit)
+        yield

@@ -18,10 +18,9 @@ import pytest
 import torch
 
 import trainlab
-from tests.reliability.helpers import run_python, trainlab_cli
+from tests.reliability.helpers import ctrl_c_after_step, run_python, trainlab_cli
 from trainlab.api import TrainingInterrupted
 from trainlab.engine import checkpoint
-from trainlab.engine.trainer import Trainer
 
 SETTINGS = {
     "model.width": 4, "model.dropout": 0.3, "train.deterministic": True, "train.seed": 5, "train.batch_size": 128,
@@ -68,15 +67,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def interrupted_at(step: int, out: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Train the same config in-process and simulate Ctrl-C right after batch ``step``'s callbacks ran."""
-    original = Trainer._emit
-
-    def emit(self: Trainer, hook: str) -> None:
-        original(self, hook)
-        if hook == "on_batch_end" and self.state.step == step:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_emit", emit)
+    with ctrl_c_after_step(step, monkeypatch):
         with pytest.raises(TrainingInterrupted) as stop:
             trainlab.train(epochs=4, out=out, name="cut", overrides=SETTINGS)
     meta = checkpoint.load(checkpoint.latest(stop.value.run_dir / "checkpoints", "last")).meta

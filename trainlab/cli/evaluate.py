@@ -44,6 +44,10 @@ Table runs (the csv dataset): one CSV file; its columns are encoded with the run
 feature column is an error, a category never seen in training a warning), and the target transform is undone
 (log_target: expm1), so e.g. SalePrice comes out in dollars. --out writes `<id>,<target>` for every row.
 
+Text classifier runs (the austen-novels dataset): each input is a passage to classify, given as the text
+itself or as a UTF-8 text file (an input naming an existing file is read); the novel and its probability
+are printed.  Language-model runs sample text with `trainlab generate` instead.
+
 Test-time augmentation: a run trained with train.tta_flip=true was validated and tested on the average logits of
 each image and its left-right mirror, so predict does the same by default; --no-tta predicts from the image alone,
 --tta forces the averaging for any image run. Tables are never flipped.
@@ -55,6 +59,7 @@ examples:
   trainlab predict runs/simple-cnn-digits-20261122-101500 digit.png scan.jpg
   trainlab predict runs/speedrun digit.png --no-tta
   trainlab predict runs/house-prices path/to/house-prices/test.csv --out submission.csv
+  trainlab predict runs/austen-novels "It is a truth universally acknowledged" passage.txt
 """
 
 
@@ -66,17 +71,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     add_tta_flag(ev)
+    add_trust_code_flag(ev)
     ev.set_defaults(handler=run_eval)
 
     pr = subparsers.add_parser("predict", help="predict image files, or a CSV table, with a saved run",
                                description=PREDICT_DESCRIPTION, formatter_class=HelpFormatter)
     pr.add_argument("run_dir", help="run directory (a k-fold directory averages its fold models)")
-    pr.add_argument("inputs", nargs="+", help="image files, or one CSV file for a run trained on a table")
+    pr.add_argument("inputs", nargs="+", help="image files, one CSV file for a run trained on a table, or passages "
+                    "(text or text files) for a text classifier run")
     pr.add_argument("--out", default=None, help="write the predictions to this CSV file (for a table run: "
                     "a Kaggle-style submission, id column and target column)")
     add_force_flag(pr)
     pr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     add_tta_flag(pr)
+    add_trust_code_flag(pr)
     pr.set_defaults(handler=run_predict)
 
     ls = subparsers.add_parser("runs", help="list runs in a directory as a table",
@@ -94,8 +102,16 @@ def add_tta_flag(parser: argparse.ArgumentParser) -> None:
                         "default: as the run was evaluated (its train.tta_flip), so results match its test metrics")
 
 
+def add_trust_code_flag(parser: argparse.ArgumentParser) -> None:
+    """``--trust-code``: a run of your own model imports its recorded file or module only when asked to."""
+    parser.add_argument("--trust-code", action="store_true", help="for a run of your own model "
+                        "(--model file.py:Class): import its recorded model file or module, which RUNS that code; "
+                        "only for runs you trust (the file must still match the SHA-256 saved with the run)")
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    metrics = load_run(args.run_dir).evaluate(args.split, device=args.device, tta=getattr(args, "tta", None))
+    run = load_run(args.run_dir, trust_code=args.trust_code)
+    metrics = run.evaluate(args.split, device=args.device, tta=getattr(args, "tta", None))
     print_metrics(args.split, metrics)
     return 0
 
@@ -114,7 +130,8 @@ def _output(args: argparse.Namespace, kind: OutputKind) -> Path | None:
 
 def run_predict(args: argparse.Namespace) -> int:
     _output(args, _HEADER_NOT_KNOWN)  # a refused --out is reported before any work
-    predictions = load_run(args.run_dir).predict(args.inputs, tta=getattr(args, "tta", None))
+    run = load_run(args.run_dir, trust_code=args.trust_code)
+    predictions = run.predict(args.inputs, tta=getattr(args, "tta", None))
     if isinstance(predictions, TablePrediction):
         return _print_table_prediction(predictions, args)
     out = _output(args, csv_output(PREDICTION_COLUMNS))

@@ -25,7 +25,9 @@ def batch_size_arg(text: str) -> int | str:
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """``-c``, the common flags of ``trainlab train`` and ``--set``."""
     parser.add_argument("-c", "--config", help="YAML config file (as for `trainlab train`)")
-    parser.add_argument("--model", help="model name (see `trainlab list models`)")
+    parser.add_argument("--model", help="model name (see `trainlab list models`), or your own nn.Module: "
+                        "path/to/file.py:ClassName or package.module:ClassName (this imports the file, which RUNS "
+                        "its code; its constructor's keywords are options: --set model.KEY=VALUE)")
     parser.add_argument("--data", help="dataset name (see `trainlab list datasets`)")
     parser.add_argument("--epochs", type=int, help="number of epochs")
     parser.add_argument("--batch-size", type=batch_size_arg, help="examples per batch, or auto: the largest that "

@@ -1,4 +1,5 @@
-"""``trainlab summary MODEL``: per-layer shapes, parameters, MACs and receptive fields of a registered model."""
+"""``trainlab summary MODEL``: per-layer shapes, parameters, MACs and receptive fields of a registered model or of
+your own ``nn.Module`` (``file.py:ClassName``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from rich.table import Table
 from trainlab import config as config_mod
 from trainlab.cli.common import HelpFormatter, add_force_flag, check_output, console, csv_output, make_parent
 from trainlab.inspect.summary import parse_input_size, summary
+from trainlab.registry import MODELS
 
 DESCRIPTION = """\
-Build a registered model for an input size and show, per layer: output shape, parameters,
+Build a registered model (or your own: path/to/file.py:ClassName or package.module:ClassName, which
+imports that file and so RUNS its code) for an input size and show, per layer: output shape, parameters,
 multiply-accumulates (MACs, per example) and — along convolutional paths — the receptive field (input
 pixels one output pixel sees) and jump (product of strides so far).  Totals at the bottom.
 
@@ -27,15 +30,19 @@ examples:
   trainlab summary mobilenet_v1 --option separable=false   standard convs instead of depthwise-separable
   trainlab summary resnet50 --layers '1.0.*'               only the first bottleneck block
   trainlab summary mlp --input 13 --classes 1              a table with 13 columns
+  trainlab summary examples/my_net.py:MyNet --input 1x28x28 -o width=32   your own nn.Module
+  trainlab summary lstm --input 80x35 --classes 80         a character LSTM: 80 symbols, 35 steps
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("summary", help="per-layer shapes, parameters, MACs and receptive fields",
                                    description=DESCRIPTION, formatter_class=HelpFormatter)
-    parser.add_argument("model", help="model name (see `trainlab list models`)")
-    parser.add_argument("--input", default="1x28x28", metavar="CxHxW",
-                        help="one example's shape: channels x height x width, or a column count for tables")
+    parser.add_argument("model", help="model name (see `trainlab list models`), or path/to/file.py:ClassName or "
+                        "package.module:ClassName for your own nn.Module (imports it: runs that code)")
+    parser.add_argument("--input", default=None, metavar="CxHxW",
+                        help="one example's shape: channels x height x width, a column count for tables, or "
+                        "vocabulary x steps for sequence models (default: 1x28x28; 80x35 for sequence models)")
     parser.add_argument("--classes", type=int, default=10, help="number of outputs")
     parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                         help="model option, as model.KEY in a config (VALUE is YAML); repeatable")
@@ -47,15 +54,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def model_options(name: str, options: list[str]) -> dict:
-    """Validate ``KEY=VALUE`` options against the model's builder, exactly as a config's model section is."""
+    """Validate ``KEY=VALUE`` options against the model's builder, exactly as a config's model section is (an own
+    model's are checked against its constructor when :func:`~trainlab.models.create` builds it)."""
     overrides = [f"model.{item}" if not item.startswith("model.") else item for item in options]
     return config_mod.load(None, flags={"model": name}, overrides=overrides).model.options()
 
 
+def is_sequence_model(model: str) -> bool:
+    return model in MODELS and bool(MODELS.entry(model).meta.get("sequence"))
+
+
+def default_input(model: str) -> str:
+    """A 28x28 gray image, or for sequence models (rnn, gru, lstm) 35 steps over an 80-symbol vocabulary."""
+    return "80x35" if is_sequence_model(model) else "1x28x28"
+
+
 def run(args: argparse.Namespace) -> int:
+    args.input = args.input or default_input(args.model)
     if args.classes < 1:
         raise ValueError(f"--classes must be >= 1, got {args.classes}")
-    frame = summary(args.model, parse_input_size(args.input), num_classes=args.classes,
+    frame = summary(args.model, parse_input_size(args.input, is_sequence_model(args.model)), num_classes=args.classes,
                     **model_options(args.model, args.option))
     if args.csv:
         out = check_output(args.csv, csv_output(frame.columns), force=args.force, option="--csv")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from trainlab.config.sections import (
     DEFAULT_CALLBACKS,
     DataConfig,
+    FinetuneConfig,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -138,13 +139,18 @@ def _switch_component(tree: dict[str, Any], key: str, name: Any) -> None:
     registry = _REGISTRY_OF.get(section)
     if field != "name" or registry is None or not isinstance(options, dict) or options.get("name") in (None, name):
         return
-    if name not in registry:
+    own_model = section == "model" and ":" in str(name)  # file.py:Class: none of the old model's options apply
+    if name not in registry and not own_model:
         return  # validation names the unknown component
-    accepted = set(builder_params(registry.get(name))) | set(_section_keys(section))
+    accepted = set(_section_keys(section)) | (set() if own_model else set(builder_params(registry.get(name))))
     dropped = sorted(option for option in options if option not in accepted)
     for option in dropped:
         del options[option]
-    if dropped:
+    if dropped and own_model:
+        logger.info("%s dropped from the config: it was for model '%s'; give %s's own options with "
+                    "--set model.KEY=VALUE", ", ".join(f"model.{option}" for option in dropped), options.get("name"),
+                    name)
+    elif dropped:
         logger.info("%s %s takes no %s; dropped from the config (it was for %s '%s')", section, name,
                     ", ".join(f"{section}.{option}" for option in dropped), section, options.get("name"))
 
@@ -193,6 +199,8 @@ def _lookup(key: str, registry: Registry[Any], name: str) -> Any:
 
 
 def _check_component(section: str, value: _NamedSection, registry: Registry[Any]) -> dict[str, Any]:
+    if section == "model" and ":" in value.name:  # an own model, file.py:Class or module:Class (models.custom):
+        return value.options()  # its options are checked once the class is loaded, and loading runs its code
     builder = _lookup(f"{section}.name", registry, value.name)
     if builder is None:
         return value.options()
@@ -216,6 +224,13 @@ def _check_options(section: str, label: str, builder: Any, options: dict[str, An
         checked[key] = _check_value(f"{section}.{key}", hints[key], value) if key in hints and value is not None \
             else value
     return checked
+
+
+def check_model_class_options(name: str, model_class: Any, options: dict[str, Any],
+                              supplied: tuple[str, ...]) -> dict[str, Any]:
+    """An own model's options (``--set model.width=64``) checked against its class's constructor, as a zoo model's
+    are against its builder: an unknown key names itself and the allowed ones; values are read as annotated."""
+    return _check_options("model", f"model '{name}'", model_class, options, set(supplied))
 
 
 def _type_hints(fn: Any) -> dict[str, Any]:
@@ -316,6 +331,7 @@ __all__ = [
     "DEFAULT_CALLBACKS",
     "DataConfig",
     "FLAG_KEYS",
+    "FinetuneConfig",
     "LossConfig",
     "ModelConfig",
     "OptimConfig",
@@ -323,6 +339,7 @@ __all__ = [
     "SchedConfig",
     "TrainConfig",
     "build_augmentation",
+    "check_model_class_options",
     "differences",
     "dump_yaml",
     "flatten",

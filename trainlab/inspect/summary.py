@@ -23,6 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from trainlab.models.macs import layer_macs
+from trainlab.registry import MODELS
 
 _RF = "_trainlab_rf"  # tensor attribute: (rf, jump), or None when the tensor depends on the whole input
 _UNTRACKED = object()
@@ -33,8 +34,9 @@ _ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
 COLUMNS = ["layer", "type", "output_shape", "params", "macs", "rf", "jump"]
 
 
-def parse_input_size(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """``"1x28x28"`` or ``(1, 28, 28)`` → ``(1, 28, 28)``; ``"13"`` → ``(13,)`` for a table with 13 columns."""
+def parse_input_size(text: str | tuple[int, ...] | list[int], sequence: bool = False) -> tuple[int, ...]:
+    """``"1x28x28"`` or ``(1, 28, 28)`` → ``(1, 28, 28)``; ``"13"`` → ``(13,)`` for a table with 13 columns;
+    with ``sequence`` (rnn, gru, lstm), ``"80x35"`` → ``(80, 35)``: vocabulary (or features) x time steps."""
     if isinstance(text, str):
         try:
             dims = tuple(int(part) for part in text.lower().split("x"))
@@ -42,9 +44,10 @@ def parse_input_size(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]
             raise ValueError(f"bad input size '{text}': expected CxHxW such as 1x28x28, or a feature count") from None
     else:
         dims = tuple(int(d) for d in text)
-    if len(dims) not in (1, 3) or min(dims) < 1:
-        raise ValueError(f"bad input size {text!r}: expected channels x height x width (e.g. 3x32x32) "
-                         "or a number of table columns (e.g. 13)")
+    if len(dims) not in ((1, 2) if sequence else (1, 3)) or min(dims) < 1:
+        expected = ("vocabulary x steps (e.g. 80x35) for a sequence model" if sequence else
+                    "channels x height x width (e.g. 3x32x32) or a number of table columns (e.g. 13)")
+        raise ValueError(f"bad input size {text!r}: expected {expected}")
     return dims
 
 
@@ -135,11 +138,13 @@ def summary(model: nn.Module | str, input_size: str | tuple[int, ...] = (1, 28, 
             **options: Any) -> pd.DataFrame:
     """A DataFrame with one row per leaf-layer call: layer, type, output_shape, params, macs, rf, jump.
 
-    ``model`` is a module or a registered model name (built for ``input_size`` and ``num_classes`` with
-    ``options``).  ``input_size`` is ``(C, H, W)`` (or ``"CxHxW"``), or ``(features,)`` for tables.  Totals
+    ``model`` is a module, a registered model name or an own model's ``file.py:Class`` reference (built for
+    ``input_size`` and ``num_classes`` with ``options``; a reference imports, so runs, that file).
+    ``input_size`` is ``(C, H, W)`` (or ``"CxHxW"``), or ``(features,)`` for tables.  Totals
     are in ``df.attrs["totals"]``: params, trainable_params, macs, size_mb (parameters + buffers).
     """
-    dims = parse_input_size(input_size)
+    sequence = hasattr(model, "example_input") or isinstance(model, str) and _is_sequence_model(model)
+    dims = parse_input_size(input_size, sequence)
     if isinstance(model, str):
         from trainlab.models import create
 
@@ -155,6 +160,10 @@ def summary(model: nn.Module | str, input_size: str | tuple[int, ...] = (1, 28, 
     return frame
 
 
+def _is_sequence_model(name: str) -> bool:
+    return name in MODELS and bool(MODELS.entry(name).meta.get("sequence"))
+
+
 def _trace(model: nn.Module, dims: tuple[int, ...]) -> list[dict[str, Any]]:
     """Run one example through ``model`` in eval mode with hooks on every leaf module."""
     names = {module: name or "(model)" for name, module in model.named_modules()}
@@ -162,7 +171,8 @@ def _trace(model: nn.Module, dims: tuple[int, ...]) -> list[dict[str, Any]]:
     handles = [m.register_forward_hook(recorder.hook) for m in model.modules() if not any(m.children())]
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    x = torch.zeros(1, *dims, device=device)
+    example = getattr(model, "example_input", None)  # sequence models: token ids, not a float image
+    x = example(dims) if example is not None else torch.zeros(1, *dims, device=device)
     if len(dims) == 3:
         setattr(x, _RF, (1, 1))
     was_training = model.training

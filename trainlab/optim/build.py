@@ -8,24 +8,29 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from trainlab.config import OptimConfig, SchedConfig
+from trainlab.config import FinetuneConfig, OptimConfig, SchedConfig
+from trainlab.optim.finetune import finetune_groups
 from trainlab.optim.groups import param_groups
 from trainlab.optim.schedules import Multiplier
 from trainlab.registry import OPTIMIZERS, SCHEDULES, builder_params
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module | Iterable[Any]) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimConfig, model: nn.Module | Iterable[Any],
+                    finetune: FinetuneConfig | None = None) -> torch.optim.Optimizer:
     """The configured optimizer over ``model``'s parameter groups (or over a plain iterable of parameters).
 
-    Per-group options (``no_decay_norm_bias``, ``head_lr_mult``) need the module structure, so they require a
-    model rather than bare parameters.
+    Per-group options (``no_decay_norm_bias``, ``head_lr_mult``, an active ``finetune`` section) need the module
+    structure, so they require a model rather than bare parameters.  Fine-tuning groups follow the model's blocks
+    (:func:`~trainlab.optim.finetune.finetune_groups`).
     """
-    if isinstance(model, nn.Module):
-        params: Any = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+    if isinstance(model, nn.Module) and finetune is not None and finetune.active():
+        params: Any = finetune_groups(model, cfg, finetune)
+    elif isinstance(model, nn.Module):
+        params = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                    no_decay_norm_bias=cfg.no_decay_norm_bias, head_lr_mult=cfg.head_lr_mult)
-    elif cfg.no_decay_norm_bias or cfg.head_lr_mult != 1.0:
-        raise ValueError("optim.no_decay_norm_bias and optim.head_lr_mult need the model, not bare parameters: "
-                         "call build_optimizer(cfg, model)")
+    elif cfg.no_decay_norm_bias or cfg.head_lr_mult != 1.0 or (finetune is not None and finetune.active()):
+        raise ValueError("optim.no_decay_norm_bias, optim.head_lr_mult and the finetune section need the model, not "
+                         "bare parameters: call build_optimizer(cfg, model)")
     else:
         params = list(model)
     return OPTIMIZERS.get(cfg.name)(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **cfg.options())

@@ -27,12 +27,13 @@ def split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
     return [p for p in params if id(p) not in no_decay], [p for p in params if id(p) in no_decay]
 
 
-def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+def head_parameters(model: nn.Module, needed_by: str = "optim.head_lr_mult",
+                    fix: str = "leave optim.head_lr_mult at 1.0") -> list[nn.Parameter]:
     """Parameters of the last ``nn.Linear`` module: the classifier or regression head."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError(f"optim.head_lr_mult needs a model whose head is an nn.Linear layer; "
-                         f"{type(model).__name__} has none (leave optim.head_lr_mult at 1.0)")
+        raise ValueError(f"{needed_by} needs a model whose head is an nn.Linear layer; "
+                         f"{type(model).__name__} has none ({fix})")
     return list(linears[-1].parameters())
 
 

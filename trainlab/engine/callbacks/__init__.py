@@ -4,7 +4,7 @@ Callbacks that write run files (``csv_logger``, ``plot_curves``) belong to the r
 :mod:`trainlab.training`.
 """
 
-from trainlab.engine.callbacks import checkpoint, early_stopping, nan_guard, progress  # noqa: F401  (registration)
+from trainlab.engine.callbacks import checkpoint, early_stopping, finetune, nan_guard, progress  # noqa: F401
 from trainlab.engine.callbacks.base import Callback, TrainerView
 
 __all__ = ["Callback", "TrainerView"]

@@ -7,6 +7,10 @@ leave the EMA — which ``eval``, ``predict`` and test metrics use — at the la
 :func:`improved` is the one definition of "better" in the loop.  When early stopping is on, the checkpoint
 callback's ``best`` follows this callback's decisions (see ``checkpoint.share_best_rule``), so the ``best-*``
 checkpoint, the weights restored at the end, the test metrics, ``eval`` and ``predict`` are all one epoch.
+
+In a distributed run (torchrun) every rank runs this callback on the same metrics — training and validation
+sums are all-reduced before ``state.metrics`` is filled — so every rank stops at the same epoch and restores the
+same weights; the trainer also makes any rank's stop everyone's (``distributed.sync_step``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""The module that is exported: a saved run's model(s) with ``predict``'s preprocessing and output in one graph.
+
+``trainlab predict`` turns an image file into a prediction in two stages.  What needs PIL stays in Python and is
+described in the metadata file instead (see :mod:`trainlab.export.metadata`): convert to the run's mode, composite
+alpha on white, resize to the size images are stored at, invert a light background for dark-background runs.
+Everything after that — the stored value scale (``rint(x * max_value / 255)``), the run's ``BatchTransform`` (scale,
+resize to ``data.size``, ``(x - mean) / std``, whitening), the model, flip TTA when the run was evaluated with it,
+softmax, and the mean over k-fold models — is tensor arithmetic and goes into the graph, so the exported file takes
+raw 0-255 pixels and answers exactly what ``predict`` answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from trainlab.data.bundle import DataMeta
+from trainlab.data.loaders import BatchTransform
+from trainlab.engine.outputs import evaluation_logits, probabilities
+
+RAW_MAX = 255  # exported image graphs take pixels 0-255, as an 8-bit image file holds them
+
+
+class RawInput(nn.Module):
+    """Raw input → model input, the tensor part of predict's path: ``load_image``'s value scale, then the run's own
+    :class:`~trainlab.data.loaders.BatchTransform` (scale, resize to ``data.size``, ``(x - mean) / std``, whitening),
+    so the graph follows whatever predict does and the eager result is bit-identical to it.
+
+    Images: 0-255 pixels at the stored ``size`` → ``rint(x * max_value / 255)`` when the run stores fewer levels
+    (the 8x8 digits keep 0-16), then the transform.  Tables: the encoded feature vector through the transform
+    (``scale`` 1.0 for every table dataset), since the CSV encoding is done by pandas, outside any graph.
+    """
+
+    def __init__(self, preprocess: dict[str, Any]) -> None:
+        super().__init__()
+        max_value = preprocess.get("max_value", RAW_MAX)
+        image = preprocess.get("kind") == "image"
+        self.levels = float(max_value) / RAW_MAX if image and max_value != RAW_MAX else None
+        self.transform = BatchTransform.from_preprocess(preprocess)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.levels is not None:
+            x = torch.round(x * self.levels)
+        return self.transform(x)
+
+
+class ExportedPredictor(nn.Module):
+    """Raw input ``(N, *input_shape)`` → class probabilities ``(N, classes)`` or values ``(N,)``: predict's answer.
+
+    Several models (the folds of a k-fold run) are averaged after softmax, as ``predict`` averages them.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], meta: DataMeta, tta_flip: bool) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("an exported predictor needs at least one model")
+        self.prepare = RawInput(meta.preprocess)
+        self.models = nn.ModuleList(models)
+        self.task = meta.task
+        self.tta_flip = tta_flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.prepare(x)
+        outputs = [probabilities(evaluation_logits(model, x, self.tta_flip), self.task) for model in self.models]
+        return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
+
+
+def raw_input_shape(meta: DataMeta) -> tuple[int, ...]:
+    """One raw input's shape: ``(C, H, W)`` at the stored image ``size`` (the graph resizes to ``data.size``
+    itself, as predict does), or the encoded feature vector of a table."""
+    if meta.preprocess.get("kind") == "image":
+        return (meta.input_shape[0], *meta.preprocess["size"])
+    return tuple(meta.input_shape)
+
+
+def example_inputs(meta: DataMeta, batch: int, seed: int = 0) -> torch.Tensor:
+    """A reproducible raw batch: random whole pixels 0-255 for images, standard-normal features for tables."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, *raw_input_shape(meta))
+    if meta.preprocess.get("kind") == "image":
+        return torch.randint(0, RAW_MAX + 1, shape, generator=generator).float()
+    return torch.randn(shape, generator=generator)
+
+
+def input_name(meta: DataMeta) -> str:
+    return "pixels" if meta.preprocess.get("kind") == "image" else "features"
+
+
+def output_name(meta: DataMeta) -> str:
+    return "probabilities" if meta.task == "classification" else "values"

@@ -1,0 +1,96 @@
+"""The metadata file written beside an exported model: what a program needs to use it without trainlab.
+
+The graph holds every tensor step of ``predict`` (:mod:`trainlab.export.graph`); this file says what comes before
+the graph (reading the file, mode, alpha, the size to resize to, inverting a light background) and after it (the
+class names), plus the run it came from, the versions that wrote it and the parity check's result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainlab import rundir
+from trainlab.data.bundle import DataMeta
+from trainlab.export.check import CheckResult
+from trainlab.export.graph import RAW_MAX, input_name, output_name, raw_input_shape
+
+METADATA_SCHEMA = 1
+
+RESIZE_RULE = ("PIL Image.resize to (width, height) = (size[1], size[0]) with Resampling.BOX when the image is at "
+               "least that wide, else Resampling.BILINEAR")
+
+
+def image_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
+    """What predict does to an image file before the graph: the part that needs an image library."""
+    return {
+        "mode": preprocess["mode"],
+        "alpha": "composite RGBA/LA/palette images on a white background first",
+        "size": list(preprocess["size"]),
+        "resize": RESIZE_RULE,
+        "invert_light_background": preprocess.get("background") == "dark",
+        "invert_rule": "when true and the mean of the image's border pixels (0-255) is over 127, use 255 - pixels",
+        "layout": "float32 (N, C, H, W), pixels 0-255 as the file holds them (no scaling)",
+    }
+
+
+def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: int) -> list[str]:
+    """The steps inside the graph, in order, for a reader who wants to know what not to do twice."""
+    steps = []
+    if preprocess.get("kind") == "image" and preprocess.get("max_value", RAW_MAX) != RAW_MAX:
+        levels = preprocess["max_value"]
+        steps.append(f"round(x * {levels} / {RAW_MAX}): the run stores pixels 0-{levels}")
+    steps.append(f"x * scale (scale {preprocess.get('scale', 1.0):g})")
+    if preprocess.get("resize"):
+        steps.append(f"bilinear resize to {list(preprocess['resize'])} (antialiased when shrinking)")
+    if preprocess.get("mean") is not None and preprocess.get("std") is not None:
+        steps.append(f"(x - mean) / std per channel (mean {preprocess['mean']}, std {preprocess['std']})")
+    if preprocess.get("whiten") and preprocess.get("kind") == "image":
+        steps.append(f"{preprocess['whiten']['method']} whitening of the flattened image")
+    if tta_flip:
+        steps.append("mean of the logits of the input and its left-right mirror (the run's train.tta_flip)")
+    steps.append("softmax over classes" if task == "classification" else "one value per example")
+    if folds > 1:
+        steps.append(f"mean over the {folds} fold models")
+    return steps
+
+
+def after_steps(meta: DataMeta) -> str:
+    """What predict does to the graph's output: name the class, or undo a table's target transform."""
+    target = meta.preprocess.get("target") or {}
+    if meta.task == "classification":
+        return "the predicted class is classes[argmax(probabilities)], its probability the max"
+    if target.get("shift") or target.get("log"):
+        return (f"values are in the model's output space: add preprocess.target.shift ({target.get('shift', 0.0)})"
+                + (", then expm1" if target.get("log") else "") + ", as predict does")
+    return "values are the prediction"
+
+
+def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path, meta: DataMeta, tta_flip: bool,
+                   folds: int, facts: dict[str, Any], check: CheckResult | None) -> dict[str, Any]:
+    """The metadata record (strict JSON through :func:`trainlab.rundir.write_json`)."""
+    preprocess = meta.preprocess
+    image = preprocess.get("kind") == "image"
+    return {
+        "schema": METADATA_SCHEMA,
+        "format": fmt,
+        "file": model_file.name,
+        **facts,
+        "run": str(run_dir.resolve()),
+        "model": model_name,
+        "folds": folds,
+        "task": meta.task,
+        "classes": meta.classes if meta.task == "classification" else None,
+        "input": {"name": input_name(meta), "shape": [None, *raw_input_shape(meta)], "dtype": "float32",
+                  "dynamic_axes": {"0": "batch"}},
+        "output": {"name": output_name(meta),
+                   "shape": [None, meta.num_outputs] if meta.task == "classification" else [None]},
+        "before_graph": image_steps(preprocess) if image else
+        {"features": "the encoded feature vector, in the order of preprocess.features (as predict encodes a CSV)"},
+        "in_graph": graph_steps(preprocess, meta.task, tta_flip, folds),
+        "after_graph": after_steps(meta),
+        "tta_flip": tta_flip,
+        "preprocess": preprocess,
+        "check": check.to_dict() if check is not None else None,
+        "versions": rundir.versions(),
+    }
