@@ -122,6 +122,8 @@ def run_stats(args: argparse.Namespace) -> int:
     sizes = {s: len(getattr(bundle, s)) for s in ("train", "val", "test") if getattr(bundle, s) is not None}
     console.print(f"{args.name}: {meta.task}, input {tuple(meta.input_shape)}; "
                   + ", ".join(f"{s} {n}" for s, n in sizes.items()))
+    if meta.preprocess.get("kind") == "text":
+        return _text_stats(bundle)
     x, y = bundle.train.tensors
     if meta.task == "classification":
         counts = Counter(y.tolist())
@@ -143,6 +145,20 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text_stats(bundle: Any) -> int:
+    """The vocabulary and, for a language model, the tokens per split (windows or passages are counted above)."""
+    record = bundle.meta.preprocess
+    vocab = record["vocab"]
+    shown = ", ".join(repr(t) for t in vocab[2:22])
+    console.print(f"vocabulary: {len(vocab)} {record['level']} tokens with <pad> and <unk>, most frequent first: "
+                  f"{shown}{' …' if len(vocab) > 22 else ''}", markup=False)
+    for split in ("train", "val"):
+        ids = getattr(getattr(bundle, split), "ids", None)
+        if ids is not None:
+            console.print(f"{split}: {len(ids):,} tokens")
+    return 0
+
+
 def _at(values: list[float], i: int) -> str:
     return f"{values[i]:.4f}" if i < len(values) else "-"
 
@@ -154,7 +170,8 @@ def run_show(args: argparse.Namespace) -> int:
     cfg, bundle = _build(args)
     meta = bundle.meta
     if len(meta.input_shape) != 3:
-        raise ValueError(f"data show draws images; '{args.name}' is a table")
+        kind = "text" if meta.preprocess.get("kind") == "text" else "a table"
+        raise ValueError(f"data show draws images; '{args.name}' is {kind}")
     if args.count < 1:
         raise ValueError("--count must be at least 1")
     loader = make_loader(bundle.train, batch_size=args.count, device=torch.device("cpu"),

@@ -9,6 +9,8 @@ input (dtype, scale, normalization, augmentation) happens in :mod:`trainlab.data
 from __future__ import annotations
 
 from trainlab.data import embedded, imagefolder, synthetic, tabular, vision  # noqa: F401  (registration)
+from trainlab.data import seq2seq, timeseries  # noqa: F401  (registration)
+from trainlab.data import text_classify, text_lm, text_styles  # noqa: F401  (registration)
 from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.checks import check_bundle
 from trainlab.data.tabular import transform_table

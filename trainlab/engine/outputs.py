@@ -24,6 +24,7 @@ def evaluation_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False)
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
-    """Class probabilities ``(n, classes)`` for classification, else one value per example ``(n,)``."""
+    """Class probabilities ``(n, classes)`` for classification (``(n, steps, classes)`` for per-step outputs: the
+    class dimension is always the last), else one value per example ``(n,)``."""
     logits = logits.float()
-    return logits.softmax(dim=1) if task == "classification" else logits.reshape(-1)
+    return logits.softmax(dim=-1) if task == "classification" else logits.reshape(-1)

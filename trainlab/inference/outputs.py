@@ -86,4 +86,7 @@ def predict_images(models: Sequence[nn.Module], paths: Sequence[str | Path], met
 def class_predictions(model: nn.Module, loader: Any, tta_flip: bool = False) -> tuple[Any, Any]:
     """``(targets, predicted classes)`` as numpy arrays over one pass of a classification loader."""
     outputs, targets = loader_outputs(model, loader, "classification", tta_flip)
+    if outputs.dim() == 3:  # per-step outputs (N, T, C): each labelled step is one prediction, -100 padding is none
+        keep = targets >= 0
+        return targets[keep].numpy(), outputs.argmax(dim=-1)[keep].numpy()
     return targets.numpy(), outputs.argmax(dim=1).numpy()

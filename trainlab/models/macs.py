@@ -16,4 +16,16 @@ def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
         return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
+    if isinstance(module, nn.RNNBase):  # rnn, gru, lstm: per step and direction, gates × hidden × (input + hidden)
+        return _recurrent_macs(module, output)
     return 0
+
+
+def _recurrent_macs(module: nn.RNNBase, output: torch.Tensor) -> int:
+    """MACs of a (stacked, maybe bidirectional) recurrent layer whose output holds one row per time step."""
+    gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
+    directions = 2 if module.bidirectional else 1
+    steps = output.numel() // (module.hidden_size * directions)
+    per_step = sum(gates * module.hidden_size * ((module.input_size if layer == 0 else module.hidden_size * directions)
+                                                 + module.hidden_size) for layer in range(module.num_layers))
+    return steps * per_step * directions

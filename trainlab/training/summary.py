@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from trainlab import rundir
-from trainlab.engine import fastpath
+from trainlab.engine import distributed, fastpath
 from trainlab.engine.state import TrainState
 from trainlab.session import Session
 
@@ -35,6 +35,7 @@ def base(session: Session, resumed_from: str | None = None) -> dict[str, Any]:
         "params": sum(p.numel() for p in session.model.parameters()),
         "seed": cfg.train.seed,
         "batch_size": cfg.train.batch_size,
+        "world_size": distributed.world_size(),
         "device": str(session.device),
         "threads": torch.get_num_threads(),
         "precision": str(session.trainer.autocast_dtype or "fp32").replace("torch.", ""),
@@ -59,13 +60,17 @@ def write(run_dir: Path, summary: dict[str, Any], state: TrainState, status: str
 
 
 def best_metrics(history: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """For each loss/accuracy/RMSE column, its best value and the epoch it was reached."""
+    """For each loss/accuracy/RMSE/perplexity column, its best value and the epoch it was reached.
+
+    Per-epoch test columns (``train.test_each_epoch``) are left out: a "best test epoch" is selection on the test
+    split, and the search objective reads this dict.
+    """
     best: dict[str, dict[str, float]] = {}
     for key in sorted({k for row in history for k in row}):
-        if not key.endswith(("_loss", "_acc", "_rmse")):
+        if not key.endswith(("_loss", "_acc", "_rmse", "_ppl", "_exact")) or key.startswith("test_"):
             continue
         rows = [row for row in history if row.get(key) is not None]
-        pick = max if key.endswith("_acc") else min
+        pick = max if key.endswith(("_acc", "_exact")) else min  # exact: sequence accuracy (seq2seq)
         top = pick(rows, key=lambda row: row[key])
         best[key] = {"value": top[key], "epoch": top["epoch"]}
     return best

@@ -1,0 +1,245 @@
+"""Sequence bench: the seeds' d2l character-RNN recipe as a hand-written loop, against trainlab training the same
+model on the same data, and trainlab's own recipe — each for the same wall-clock training budget, in one process.
+
+Data: Pride and Prejudice as trainlab ships it (``austen`` dataset, characters; ``--root`` reads the novel from a
+directory instead), the last 10% held out for validation.  All three variants use the same ids and vocabulary.
+
+* ``d2l``: d2l's ``RNNModel`` (``nn.RNN`` 256 on one-hot characters, linear output), sequential partitioning with a
+  random offset each epoch (``seq_data_iter_sequential``), batch 32 × 35 steps, the state carried across batches
+  and detached (re-initialised at each epoch start), SGD lr 1, d2l's ``grad_clipping`` at θ=1 — d2l's
+  ``train_epoch_ch8``, written out here.
+* ``trainlab-d2l``: ``trainlab.train`` with the same model and recipe (``rnn`` hidden 256, one-hot input,
+  ``austen`` sequential 35 steps, batch 32, SGD lr 1, clip 1), through the public API.
+* ``trainlab-recipe``: trainlab's recipe for this budget (see ``RECIPE``).
+
+Every variant trains until ``--seconds`` of training have passed (checked after each batch; trainlab's time
+includes what it does during training: its epoch-end validation and checkpoints).  Then one evaluator, the same for
+all, computes the validation perplexity of the final weights: the held-out tail read as 32 parallel streams, 35
+steps at a time, the state carried (as d2l's ``predict``-style evaluation would).  ``chars_per_s`` counts training
+characters (target tokens) per second of training.
+
+Prints one JSON line per variant.  Run: ``python bench/sequence.py [--seconds 150] [--threads N] [--variants ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainlab import config as config_mod
+from trainlab.api import train_config
+from trainlab.data import build
+from trainlab.engine.callbacks import Callback
+
+BATCH, STEPS, HIDDEN = 32, 35, 256
+D2L_OVERRIDES = ["model.hidden=256", "model.layers=1", "model.embedding=null", "model.clip_grad_norm=1.0",
+                 "data.num_steps=35", "data.partition=sequential", "data.val_fraction=0.1", "train.batch_size=32",
+                 "optim.name=sgd", "optim.lr=1.0", "optim.momentum=0.0", "optim.weight_decay=0.0",
+                 "sched.name=constant"]
+RECIPE = {"model": "gru", "overrides": ["model.hidden=256", "model.layers=1", "model.embedding=64",
+                                        "model.clip_grad_norm=1.0", "data.num_steps=64",
+                                        "data.partition=sequential", "data.val_fraction=0.1",
+                                        "train.batch_size=32", "optim.name=adam", "optim.lr=0.004",
+                                        "sched.name=constant"]}
+Step = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
+
+
+class D2LRNNModel(nn.Module):
+    """d2l's ``RNNModel`` around ``nn.RNN``: one-hot inputs (time-major), a linear layer on every step."""
+
+    def __init__(self, vocab_size: int, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.rnn = nn.RNN(vocab_size, hidden)
+        self.linear = nn.Linear(hidden, vocab_size)
+
+    def forward(self, inputs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.one_hot(inputs.T.long(), self.vocab_size).to(torch.float32)
+        y, state = self.rnn(x, state)
+        return self.linear(y.reshape((-1, y.shape[-1]))), state
+
+    def begin_state(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros((1, batch_size, self.rnn.hidden_size))
+
+
+def seq_data_iter_sequential(corpus: torch.Tensor, batch_size: int, num_steps: int):
+    """d2l: a random offset, then ``batch_size`` parallel streams read ``num_steps`` at a time."""
+    offset = random.randint(0, num_steps)
+    num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
+    xs = corpus[offset:offset + num_tokens].reshape(batch_size, -1)
+    ys = corpus[offset + 1:offset + 1 + num_tokens].reshape(batch_size, -1)
+    for i in range(0, num_steps * (xs.shape[1] // num_steps), num_steps):
+        yield xs[:, i:i + num_steps], ys[:, i:i + num_steps]
+
+
+def grad_clipping(net: nn.Module, theta: float) -> None:
+    """d2l: rescale all gradients together when their global norm exceeds ``theta``."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    norm = torch.sqrt(sum(torch.sum(p.grad ** 2) for p in params))
+    if norm > theta:
+        for param in params:
+            param.grad[:] *= theta / norm
+
+
+def train_d2l(train_ids: torch.Tensor, vocab_size: int, seconds: float) -> tuple[nn.Module, dict[str, Any]]:
+    """d2l's ``train_ch8`` with sequential partitioning, stopped after ``seconds`` of training."""
+    net = D2LRNNModel(vocab_size)
+    loss = nn.CrossEntropyLoss()
+    updater = torch.optim.SGD(net.parameters(), lr=1.0)
+    chars, batches, epochs, started = 0, 0, 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        state = None
+        for x, y_steps in seq_data_iter_sequential(train_ids, BATCH, STEPS):
+            if state is None:
+                state = net.begin_state(BATCH)
+            else:
+                state.detach_()
+            y = y_steps.T.reshape(-1)
+            y_hat, state = net(x, state)
+            loss_value = loss(y_hat, y.long()).mean()
+            updater.zero_grad()
+            loss_value.backward()
+            grad_clipping(net, 1)
+            updater.step()
+            chars, batches = chars + y.numel(), batches + 1
+            if time.perf_counter() - started >= seconds:
+                break
+        epochs += 1
+    elapsed = time.perf_counter() - started
+    return net, {"train_seconds": elapsed, "chars": chars, "batches": batches, "epochs_started": epochs}
+
+
+class TimeBudget(Callback):
+    """Stop a trainlab run once ``seconds`` have passed since training started; count what it trained."""
+
+    order = 95
+
+    def __init__(self, seconds: float, chars_per_batch: int) -> None:
+        self.seconds, self.chars_per_batch = seconds, chars_per_batch
+        self.started = self.stopped = 0.0
+        self.batches = 0
+
+    def on_fit_start(self, trainer: Any, state: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_batch_end(self, trainer: Any, state: Any) -> None:
+        self.batches += 1
+        if time.perf_counter() - self.started >= self.seconds:
+            self.stopped = time.perf_counter()
+            state.stop(f"time budget of {self.seconds:g} s")
+
+    def report(self) -> dict[str, Any]:
+        elapsed = (self.stopped or time.perf_counter()) - self.started
+        return {"train_seconds": elapsed, "chars": self.batches * self.chars_per_batch, "batches": self.batches}
+
+
+def train_trainlab(model: str, overrides: list[str], seconds: float, threads: int | None, root: str | None,
+                   out: Path, name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """One ``trainlab`` run of ``model`` on ``austen`` for ``seconds`` of training; the final weights."""
+    steps = next(int(o.split("=")[1]) for o in overrides if o.startswith("data.num_steps="))
+    batch = next(int(o.split("=")[1]) for o in overrides if o.startswith("train.batch_size="))
+    budget = TimeBudget(seconds, batch * steps)
+    extra = ["train.epochs=1000", "callbacks.progress.style=none", "callbacks.checkpoint.save_best=false"]
+    extra += [f"train.threads={threads}"] if threads else []  # no "best": the run's weights are its final ones
+    extra += [f"data.root={root}"] if root else []
+    cfg = config_mod.load(None, flags={"model": model, "data": "austen", "out": str(out), "name": name},
+                          overrides=[*overrides, *extra])
+    run = train_config(cfg, callbacks={"time_budget": budget})
+    stats = budget.report()
+    net = run.load_model().eval()  # the last checkpoint, written when the budget stopped the run
+    stats["trainlab_val"] = {k: v for k, v in run.evaluate("val", device="cpu").items()}
+    return net, stats
+
+
+@torch.no_grad()
+def validation_perplexity(step: Step, val_ids: torch.Tensor, batch: int = BATCH, steps: int = STEPS) -> float:
+    """exp(mean cross-entropy) over the held-out tail read as ``batch`` streams, ``steps`` at a time, state carried."""
+    width = (len(val_ids) - 1) // batch
+    xs, ys = val_ids[:batch * width].view(batch, width), val_ids[1:1 + batch * width].view(batch, width)
+    total, count, state = 0.0, 0, None
+    for i in range(0, width, steps):
+        logits, state = step(xs[:, i:i + steps], state)
+        target = ys[:, i:i + steps]
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum"))
+        count += target.numel()
+    return math.exp(total / count)
+
+
+def d2l_step(net: D2LRNNModel) -> Step:
+    def step(x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        state = net.begin_state(x.shape[0]) if state is None else state
+        logits, state = net(x, state)  # (T*N, V) time-major
+        return logits.view(x.shape[1], x.shape[0], -1).transpose(0, 1), state
+    return step
+
+
+def trainlab_step(net: nn.Module) -> Step:
+    return lambda x, state: net.run(x, state)  # the recurrent models' explicit (prediction, state) form
+
+
+def environment(threads: int | None) -> dict[str, Any]:
+    return {"threads": threads or "default", "cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
+            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=150.0, help="training budget of each variant")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for every variant (default: each its own default — torch's one "
+                             "thread per core for the d2l loop, trainlab's automatic train.threads)")
+    parser.add_argument("--root", default=None, help="directory with pride-and-prejudice.txt.gz (default: shipped)")
+    parser.add_argument("--variants", nargs="+", default=["d2l", "trainlab-d2l", "trainlab-recipe"],
+                        choices=["d2l", "trainlab-d2l", "trainlab-recipe"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    default_threads = torch.get_num_threads()
+    bundle = build("austen", val_fraction=0.1, num_steps=STEPS, **({"root": args.root} if args.root else {}))
+    train_ids, val_ids, vocab = bundle.train.ids, bundle.val.ids, bundle.meta.num_classes
+    common = {"bench": "sequence", "text": "pride-and-prejudice", "train_chars": len(train_ids),
+              "val_chars": len(val_ids), "vocab": vocab, "budget_s": args.seconds, "seed": args.seed}
+    with tempfile.TemporaryDirectory() as out:
+        for variant in args.variants:
+            random.seed(args.seed)
+            torch.manual_seed(args.seed)
+            torch.set_num_threads(args.threads or default_threads)  # a trainlab run may have changed it
+            env = environment(args.threads)
+            if variant == "d2l":
+                net, stats = train_d2l(train_ids, vocab, args.seconds)
+                step, recipe = d2l_step(net.eval()), "d2l: nn.RNN 256 one-hot, 32x35, SGD lr 1, clip 1, carried"
+            else:
+                model, overrides = ("rnn", D2L_OVERRIDES) if variant == "trainlab-d2l" else (
+                    RECIPE["model"], RECIPE["overrides"])
+                overrides = [*overrides, f"train.seed={args.seed}"]
+                net, stats = train_trainlab(model, overrides, args.seconds, args.threads, args.root, Path(out), variant)
+                step, recipe = trainlab_step(net), f"{model} " + " ".join(overrides)
+            threads_used = torch.get_num_threads()  # trainlab sets its own for training
+            ppl = validation_perplexity(step, val_ids)
+            chars_per_s = stats["chars"] / stats["train_seconds"]
+            print(json.dumps(_rounded({**common, "variant": variant, "recipe": recipe, "val_ppl": ppl,
+                                       "chars_per_s": chars_per_s, **stats, **env, "threads_used": threads_used,
+                                       "load_avg_1min_after": os.getloadavg()[0]})), flush=True)
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant decimals, recursively: the JSON line stays readable."""
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
+
+
+if __name__ == "__main__":
+    main()
