@@ -21,13 +21,14 @@ from trainlab import models, rundir, weights
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.loaders import BatchTransform, make_loader
-from trainlab.engine import autobatch, fastpath
+from trainlab.engine import autobatch, distributed, fastpath, sequence
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.runtime import choose_threads, resolve_device, resolve_precision, seed_everything
 from trainlab.engine.step import StepRecipe
 from trainlab.engine.trainer import LoopSettings, Trainer
 from trainlab.losses import build_loss
-from trainlab.optim import build_optimizer, build_schedule, updates_per_epoch
+from trainlab.models import custom
+from trainlab.optim import apply_finetune, build_optimizer, build_schedule, updates_per_epoch
 from trainlab.registry import CALLBACKS
 
 logger = logging.getLogger(__name__)
@@ -44,23 +45,34 @@ class Session:
     trainer: Trainer
     fast: fastpath.FastPath = field(default_factory=fastpath.FastPath)
 
-    def loader(self, split: str) -> Any:
-        """A non-shuffled loader over ``train``, ``val`` or ``test``."""
+    def loader(self, split: str, shard: bool = True) -> Any:
+        """A non-shuffled loader over ``train``, ``val`` or ``test`` (this rank's shard in a distributed job,
+        unless ``shard`` is False: then every example, e.g. for rank 0's report)."""
         dataset = getattr(self.bundle, split)
         if dataset is None:
             raise ValueError(f"dataset '{self.cfg.data.name}' has no {split} split")
-        return make_split_loader(self.cfg, dataset, self.bundle.meta, self.device, training=False)
+        return make_split_loader(self.cfg, dataset, self.bundle.meta, self.device, training=False, shard=shard)
 
 
-def make_split_loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, training: bool) -> Any:
-    """Training batches are shuffled and augmented; evaluation batches are neither."""
-    return make_loader(dataset, batch_size=cfg.train.batch_size, device=device,
+def make_split_loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, training: bool,
+                      shard: bool = True) -> Any:
+    """Training batches are shuffled and augmented; evaluation batches are neither.  In a distributed job each
+    rank gets its shard and its share of the global ``train.batch_size`` (docs/distributed.md)."""
+    rank, world = (distributed.rank(), distributed.world_size()) if shard else (0, 1)
+    return make_loader(dataset, batch_size=cfg.train.batch_size // world, device=device,
                        transform=BatchTransform.from_preprocess(meta.preprocess), kind=cfg.data.loader,
                        shuffle=training, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
-                       augment=cfg.data.augment if training else None)
+                       augment=cfg.data.augment if training else None, rank=rank, world=world)
 
 
-def build_model(cfg: RunConfig, meta: DataMeta) -> nn.Module:
+def build_model(cfg: RunConfig, meta: DataMeta, model: nn.Module | type | None = None) -> nn.Module:
+    """The configured model; ``model`` is an own model's class (built with the config's options) or an instance
+    (used as it is), handed in by whoever already holds it (see :mod:`trainlab.models.custom`)."""
+    if isinstance(model, nn.Module):
+        return model
+    if model is not None:
+        return custom.build(model, cfg.model.name, num_classes=meta.num_outputs, in_channels=meta.in_channels,
+                            input_size=meta.input_size, options=cfg.model.options())
     return models.create(cfg.model.name, num_classes=meta.num_outputs, in_channels=meta.in_channels,
                          input_size=meta.input_size, **cfg.model.options())
 
@@ -73,47 +85,78 @@ def build_data(cfg: RunConfig) -> DataBundle:
 
 
 def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,
-                  extra_callbacks: Mapping[str, Callback] | None = None, initialize: bool = False) -> Session:
+                  extra_callbacks: Mapping[str, Callback] | None = None, initialize: bool = False,
+                  model: nn.Module | type | None = None) -> Session:
     """Seed, pick the device, and build data, model, optimizer, schedule, loss, callbacks and trainer.
 
     ``bundle`` replaces the configured dataset's splits (k-fold supplies each fold's train/val this way);
     ``extra_callbacks`` are objects the config cannot name (e.g. a search trial's pruning hook).
     ``initialize`` applies ``train.init_from`` (a fresh run only: a resume or an evaluation loads its own
-    checkpoint).  ``train.batch_size=auto`` is resolved here, so the returned session's config holds a number.
+    checkpoint).  ``model``: an own model's class or instance, as :func:`build_model` takes it.
+    ``train.batch_size=auto`` is resolved here, so the returned session's config holds a number.
     """
     device = resolve_device(cfg.train.device)
     if bundle is None:
         bundle = build_data(cfg)
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built
     meta = bundle.meta
-    model = build_model(cfg, meta).to(device)
+    model = build_model(cfg, meta, model).to(device)
     if initialize and cfg.train.init_from:
-        weights.init_model(model, cfg.train.init_from, trust_pickle=cfg.train.trust_pickle)
+        weights.init_model(model, cfg.train.init_from, trust_pickle=cfg.train.trust_pickle,
+                           new_head=cfg.finetune.new_head)
+    apply_finetune(model, cfg.finetune, announce=initialize)  # also on resume: the finetune callback thaws by epoch
     fast = fastpath.FastPath(cudnn_benchmark=fastpath.configure_backends(device, cfg.train.deterministic),
                              channels_last=fastpath.apply_channels_last(model, cfg.train.channels_last, device))
     loss_fn = build_loss(cfg.loss.name, meta.task, **cfg.loss.options()).to(device)
     if hasattr(model, "wrap_loss"):  # e.g. auxiliary classifiers add their own terms
         loss_fn = model.wrap_loss(loss_fn)
+    distributed.check_batch_size(cfg.train.batch_size)  # the global batch must split evenly; auto is refused
     if cfg.train.batch_size == "auto":
         cfg = _with_batch_size(cfg, autobatch.find_batch_size(model, loss_fn, bundle.train, meta, device,
                                                               cap=cfg.train.max_batch_size))
     train_loader = make_split_loader(cfg, bundle.train, meta, device, training=True)
+    sequence.configure_carry(model, train_loader)  # sequential text: hidden state carried across batches
     val_loader = make_split_loader(cfg, bundle.val, meta, device, training=False) if bundle.val is not None else None
-    optimizer, fast.fused = fastpath.fuse_optimizer(build_optimizer(cfg.optim, model), cfg.train.fused, device)
+    optimizer, fast.fused = fastpath.fuse_optimizer(build_optimizer(cfg.optim, model, cfg.finetune), cfg.train.fused,
+                                                    device)
     updates = updates_per_epoch(len(train_loader), cfg.train.accumulate)
-    fast.compile = fastpath.wants_compile(cfg.train.compile, device, cfg.train.epochs * updates)
+    fast.compile = sequence.keep_compile(cfg.train.compile, model,
+                                         fastpath.wants_compile(cfg.train.compile, device, cfg.train.epochs * updates))
     schedule = build_schedule(cfg.sched, optimizer, total_steps=cfg.train.epochs * updates, steps_per_epoch=updates)
     callbacks: dict[str, Callback] = {name: CALLBACKS.get(name)(**opts) for name, opts in cfg.enabled_callbacks().items()}
     callbacks.update(extra_callbacks or {})
+    if cfg.finetune.active():  # frozen BatchNorm in eval mode, gradual unfreezing
+        if "finetune" in callbacks:
+            raise ValueError("set finetune.bn and finetune.unfreeze_after in the finetune section, not in "
+                             "callbacks.finetune")
+        callbacks["finetune"] = CALLBACKS.get("finetune")(bn=cfg.finetune.bn,
+                                                          unfreeze_after=cfg.finetune.unfreeze_after)
+    if not distributed.is_main():
+        callbacks.pop("progress", None)  # one progress display per job, rank 0's
     settings = LoopSettings(task=meta.task, epochs=cfg.train.epochs, device=device,
                             autocast_dtype=resolve_precision(cfg.train.precision, device),
                             log_every=cfg.train.log_every, tta_flip=cfg.train.tta_flip,
-                            recipe=StepRecipe.from_config(cfg, model))
+                            recipe=sequence.with_model_clipping(StepRecipe.from_config(cfg, model), model))
     trainer = Trainer(model, train_loader, val_loader, optimizer, schedule, loss_fn, settings, callbacks=callbacks,
-                      run_dir=run_dir, checkpoint_dir=rundir.checkpoint_dir(run_dir) if run_dir is not None else None)
+                      run_dir=run_dir, checkpoint_dir=rundir.checkpoint_dir(run_dir) if run_dir is not None else None,
+                      test_loader=_each_epoch_test_loader(cfg, bundle, device))
+    trainer.train_module = distributed.wrap_model(model, device)
+    if (seed := distributed.rank_seed(cfg.train.seed)) is not None:
+        torch.manual_seed(seed)  # the same initial weights everywhere, then each rank its own dropout/mixing stream
     sample = fastpath.sample_input(bundle.train, train_loader.transform, device)
     fast.flops_per_example = fastpath.training_flops_per_example(model, sample) if sample is not None else None
     return Session(cfg, device, bundle, model, trainer, fast)
+
+
+def _each_epoch_test_loader(cfg: RunConfig, bundle: DataBundle, device: torch.device) -> Any | None:
+    """The test split's loader when ``train.test_each_epoch`` asks for per-epoch test metrics (recorded only)."""
+    if not cfg.train.test_each_epoch:
+        return None
+    if bundle.test is None:
+        logger.warning("train.test_each_epoch: dataset '%s' has no test split; no test metrics are recorded",
+                       cfg.data.name)
+        return None
+    return make_split_loader(cfg, bundle.test, bundle.meta, device, training=False)
 
 
 def _with_batch_size(cfg: RunConfig, batch_size: int) -> RunConfig:

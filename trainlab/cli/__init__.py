@@ -17,7 +17,8 @@ from typing import Iterator, Sequence
 
 from trainlab.cli.common import EXPECTED_ERRORS, fail, show_library_messages
 
-COMMAND_MODULES = ("train", "evaluate", "listing", "summary", "data", "schedule", "lr_find", "experiments")
+COMMAND_MODULES = ("train", "evaluate", "listing", "summary", "data", "schedule", "lr_find", "experiments", "text",
+                   "export")
 
 DESCRIPTION = """\
 train, compare and understand deep-learning models with PyTorch.
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_library_messages()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: `train --devices` relaunches with it
     if args.debug:
         show_library_messages(logging.DEBUG)
     if not getattr(args, "handler", None):

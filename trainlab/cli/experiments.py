@@ -23,6 +23,7 @@ from trainlab.cli.common import (
     directory_output,
     print_table,
 )
+from trainlab.cli.evaluate import add_trust_code_flag
 from trainlab.cli.recipe_args import add_config_args
 from trainlab.engine.metrics import format_metric
 
@@ -108,8 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kf.add_argument("--folds", type=int, help=f"number of folds (a new run: {DEFAULT_FOLDS}; "
                     "--resume: the saved count)")
     kf.add_argument("--seed", type=int, help="seed of the fold split and of every fold's training (train.seed)")
+    kf.add_argument("--workers", type=int, default=1, help="train this many folds at once, each in its own "
+                    "process (same results as one after another; docs/distributed.md)")
     kf.add_argument("--resume", metavar="KFOLD_DIR", help="continue an interrupted k-fold run: skip finished "
                     "folds, resume the interrupted one from its checkpoint, run the rest")
+    add_trust_code_flag(kf)
     kf.add_argument("--resume-force", action="store_true", help="resume even though settings other than device, "
                     "logging or progress changed (the folds will then not all be trained alike)")
     kf.set_defaults(handler=run_kfold_cmd)
@@ -138,6 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rp = subparsers.add_parser("report", help="write a run's self-contained report.html",
                                description=REPORT_HELP, formatter_class=HelpFormatter)
     rp.add_argument("run_dir", help="run directory (or k-fold directory)")
+    add_trust_code_flag(rp)
     rp.set_defaults(handler=run_report_cmd)
 
 
@@ -206,16 +211,21 @@ def run_kfold_cmd(args: argparse.Namespace) -> int:
     total: dict[str, int] = {}
     _check_common(args)
     _check_at_least(args.folds, 2, "--folds", "each fold validates on the part the others train on")
+    _check_at_least(args.workers, 1, "--workers", "folds trained at once")
+    if args.resume and args.workers != 1:
+        raise ValueError("--workers applies to a new k-fold run; --resume continues the folds one after another "
+                         "(drop --workers)")
     try:
         with _sigterm_as_interrupt():
             if args.resume:
+                _load_fold_models(args.resume, args.trust_code)
                 result = resume_kfold(args.resume, flags=_resume_flags(args), overrides=args.overrides,
                                       folds=args.folds, force=args.resume_force, on_fold=finished,
                                       on_progress=progress)
             else:
                 cfg = _quiet_by_default(_load_config(args, {"seed": args.seed, "name": args.name}))
                 folds = DEFAULT_FOLDS if args.folds is None else args.folds
-                result = run_kfold(cfg, folds, on_fold=finished, on_progress=progress)
+                result = run_kfold(cfg, folds, on_fold=finished, on_progress=progress, workers=args.workers)
     except KFoldInterrupted as stop:
         console.print(f"\n[yellow]interrupted[/]: finished folds are kept and the current fold saved a checkpoint. "
                       f"Resume with:\n  trainlab kfold --resume {stop.path}")
@@ -228,6 +238,16 @@ def run_kfold_cmd(args: argparse.Namespace) -> int:
         console.print(str(done))
         return 0
     return _print_kfold(result.path, result.table)
+
+
+def _load_fold_models(kfold_dir: str, trust_code: bool) -> None:
+    """``kfold --resume`` of your own model: each fold's recorded model file is checked now, and imported only with
+    --trust-code, so resuming the folds imports nothing else (an error names the file that would run)."""
+    from trainlab.api import load_run
+
+    for fold in sorted(Path(kfold_dir).glob(rundir.FOLD_DIR.format(fold="*"))):
+        if (fold / rundir.MODEL_SOURCE_FILE).is_file():
+            load_run(fold, trust_code=trust_code).model_class()
 
 
 def _resume_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -270,7 +290,7 @@ def run_search_cmd(args: argparse.Namespace) -> int:
     _check_at_least(args.trials, 1, "--trials", "the number of runs the study holds when it is done")
     cfg = _quiet_by_default(_load_config(args))
     space = load_space(args.space)
-    directory = Path(args.out or cfg.train.out) / (args.name or f"search-{cfg.model.name}-{cfg.data.name}")
+    directory = Path(args.out or cfg.train.out) / (args.name or f"search-{rundir.model_label(cfg)}-{cfg.data.name}")
     try:
         result = run_search(cfg, space, directory, trials=args.trials, method=args.method, metric=args.metric,
                             direction=args.direction, storage=args.storage, prune=args.prune, seed=args.seed,
@@ -312,7 +332,9 @@ def run_compare_cmd(args: argparse.Namespace) -> int:
 
 
 def run_report_cmd(args: argparse.Namespace) -> int:
+    from trainlab.api import load_run
     from trainlab.report.html import write_report
 
+    load_run(args.run_dir, trust_code=args.trust_code).model_class()  # an own model: checked, imported if trusted
     console.print(f"report written: [bold]{write_report(Path(args.run_dir))}[/]")
     return 0

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from trainlab import config as config_mod
 from trainlab import rundir
 from trainlab.api import TrainingFailed, TrainingInterrupted, train
 from trainlab.cli.common import HelpFormatter, check_name, check_runs_root, console
-from trainlab.cli.evaluate import print_metrics
+from trainlab.cli.evaluate import add_trust_code_flag, print_metrics
 from trainlab.cli.recipe_args import add_config_args
+from trainlab.engine import distributed
 
 DESCRIPTION = """\
 Train a model and save everything about the run in runs/<name>/.
@@ -29,6 +33,9 @@ examples:
   trainlab train --resume runs/simple-cnn-digits-20261122-101500
   trainlab train --init-from runs/pretrained --lr 1e-4     fine-tune from another run's best weights
   trainlab train --batch-size auto                        the largest batch that fits in memory
+  trainlab train --model examples/my_net.py:MyNet --set model.width=32   your own nn.Module (runs that file)
+  trainlab train --devices 2 --batch-size 128             2 processes (GPUs, or CPU with gloo), global batch 128
+  torchrun --nproc_per_node=4 -m trainlab train ...      the same through torchrun (multi-node: docs/distributed.md)
 """
 
 
@@ -48,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "files you trust")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint; only "
                         "--epochs, --device and progress settings may change")
+    parser.add_argument("--devices", type=int, metavar="N", help="train with N processes on this machine (one per "
+                        "GPU, or N CPU processes) through torch.distributed.run; --batch-size is the global batch, "
+                        "split evenly between them (docs/distributed.md)")
+    add_trust_code_flag(parser)
     parser.add_argument("--resume-force", action="store_true", help="resume even though other settings changed "
                         "(the continuation will not match an uninterrupted run)")
     parser.set_defaults(handler=run)
@@ -59,6 +70,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; SIGTERM (from a job scheduler or `kill`) is handled like Ctrl-C: checkpoint, then exit 130."""
+    if args.devices is not None and _devices(args.devices, args.device) > 1:
+        return launch(args.devices, args.argv)
+    if not distributed.main_process():
+        logging.getLogger("trainlab").setLevel(logging.WARNING)  # one set of notices per job: rank 0's
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return _train(args)
@@ -74,15 +89,20 @@ def _train(args: argparse.Namespace) -> int:
     saved = _saved_config(args.resume)
     try:
         result = train(args.model, args.data, args.epochs, config=args.config, overrides=args.overrides,
-                       resume=args.resume, resume_force=args.resume_force, **flags)
+                       resume=args.resume, resume_force=args.resume_force, trust_code=args.trust_code, **flags)
     except TrainingInterrupted as stop:
-        console.print(f"\n[yellow]interrupted[/]: checkpoint saved. Resume with:\n  trainlab train --resume {stop.run_dir}")
+        if distributed.main_process():  # one message per job
+            console.print(f"\n[yellow]interrupted[/]: checkpoint saved. Resume with:\n"
+                          f"  trainlab train --resume {stop.run_dir}")
         return 130
     except TrainingFailed as failure:
-        console.print(f"[red]training failed[/]: {failure}")
+        if distributed.main_process():
+            console.print(f"[red]training failed[/]: {failure}")
         return 1
     finally:
         _say_what_resume_changed(args.resume, saved)
+    if not distributed.main_process():
+        return 0  # rank 0 prints the result
     summary = result.summary
     if summary.get("stop_reason"):
         console.print(summary["stop_reason"])
@@ -115,3 +135,51 @@ def _say_what_resume_changed(resume: str | None, before: config_mod.RunConfig | 
         return
     for change in config_mod.differences(before, after):
         print(f"notice: {change} saved in {path}", file=sys.stderr)
+
+
+def _devices(count: int, device: str | None) -> int:
+    """``--devices N``: at least 1, not inside a job torchrun already started, at most the GPUs there are (unless
+    ``--device cpu`` asks for CPU processes)."""
+    if count < 1:
+        raise ValueError(f"--devices must be at least 1, got {count}")
+    if count > 1 and distributed.launched():
+        raise ValueError("--devices starts its own processes, but this one was already started by torchrun; "
+                         "drop --devices (torchrun's --nproc_per_node sets the count)")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() and device != "cpu" else 0
+    if gpus and count > gpus:
+        raise ValueError(f"--devices {count}: this machine has {gpus} GPU(s); use at most {gpus}")
+    return count
+
+
+def launch(count: int, argv: list[str]) -> int:
+    """Run this same command in ``count`` processes through ``torch.distributed.run`` (torchrun) on this machine.
+
+    torchrun watches the processes: when one fails it stops the others and prints which rank failed; its
+    summary is the error, so a failed job exits 1 here without a second message.  Ctrl-C or SIGTERM reaches
+    torchrun, which passes it on (the processes checkpoint and stop together): exit 130, as for a single run.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    command = ["--standalone", f"--nproc-per-node={count}", "-m", "trainlab", *_without_devices(argv)]
+    try:
+        torchrun(command)
+    except ChildFailedError:
+        return 1
+    except (SignalException, KeyboardInterrupt):
+        return 130
+    return 0
+
+
+def _without_devices(argv: list[str]) -> list[str]:
+    """``argv`` less ``--devices N`` / ``--devices=N``, so the processes it starts train instead of launching."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            kept.append(arg)
+    return kept

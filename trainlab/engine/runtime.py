@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainlab.engine import distributed
+
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
 
@@ -22,7 +24,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
     A device this machine lacks is a ``ValueError`` (a mistake in the settings, reported in one line by the CLI)
     that says what is available, never torch's own ``RuntimeError`` from deep inside the first ``.to(device)``.
+    Under torchrun, plain CUDA is this rank's own GPU, ``cuda:LOCAL_RANK`` (:func:`distributed.device_for_rank`).
     """
+    return distributed.device_for_rank(_resolve(name))
+
+
+def _resolve(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

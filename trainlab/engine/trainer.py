@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainlab.engine import checkpoint
+from trainlab.engine import checkpoint, distributed, sequence
 from trainlab.engine.callbacks.base import Callback
 from trainlab.engine.ema import WeightEMA
 from trainlab.engine.fastpath import synchronize
@@ -45,6 +45,8 @@ class Trainer:
     ``callbacks`` is a name → callback mapping; names key their saved states in checkpoints.  Callbacks see the
     trainer as a :class:`~trainlab.engine.callbacks.base.TrainerView`.  ``run_dir`` is where callbacks write run
     files and ``checkpoint_dir`` where :meth:`save_checkpoint` writes (both None when nothing is saved).
+    ``test_loader`` (``train.test_each_epoch``) adds test metrics to each epoch's history row for the curves only:
+    they stay out of ``state.metrics``, so no callback or schedule can select on them.
     ``settings.recipe`` holds the per-update knobs; the schedule steps once per update.
     With an EMA, evaluation and prediction use the averaged weights (:attr:`eval_model`); with ``tta_flip`` they
     average the logits of each image and its left-right mirror.
@@ -53,9 +55,10 @@ class Trainer:
     def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, optimizer: torch.optim.Optimizer,
                  schedule: Any, loss_fn: nn.Module, settings: LoopSettings, *,
                  callbacks: dict[str, Callback] | None = None, run_dir: Path | None = None,
-                 checkpoint_dir: Path | None = None) -> None:
+                 checkpoint_dir: Path | None = None, test_loader: Any | None = None) -> None:
         self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
         self.train_loader, self.val_loader = train_loader, val_loader
+        self.test_loader = test_loader  # train.test_each_epoch: recorded in the history, never in state.metrics
         self.task, self.device, self.autocast_dtype = settings.task, settings.device, settings.autocast_dtype
         self.log_every, self.tta_flip, self.recipe = settings.log_every, settings.tta_flip, settings.recipe
         self.run_dir, self.checkpoint_dir = run_dir, checkpoint_dir
@@ -63,12 +66,18 @@ class Trainer:
         self.callbacks = dict(sorted((callbacks or {}).items(), key=lambda item: item[1].order))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.state = TrainState(epochs=settings.epochs, steps_per_epoch=len(train_loader))
-        self._train_metrics = MetricAccumulator(self.task, self.device)
+        self._train_metrics = MetricAccumulator(self.task, self.device, across_ranks=True)
+        self.train_module: nn.Module = model  # what the step calls: DistributedDataParallel(model) in a job
 
     @property
     def batch_size(self) -> int:
         """Examples per training batch."""
         return self.train_loader.batch_size
+
+    @property
+    def lr(self) -> float:
+        """The learning rate in force now (the first parameter group's), for loggers."""
+        return self.optimizer.param_groups[0]["lr"]
 
     @property
     def eval_model(self) -> nn.Module:
@@ -81,12 +90,15 @@ class Trainer:
         self._emit("on_fit_start")
         try:
             while s.epoch < s.epochs and not s.should_stop:
+                self.model.train()  # before the hook, so a callback can keep parts in eval mode (frozen BatchNorm)
                 self._emit("on_epoch_start")
-                self.model.train()
+                if s.batch_in_epoch == 0:
+                    sequence.reset_carry(self.model)  # truncated BPTT: each epoch starts from a zero hidden state
                 started = time.perf_counter()
                 for x, y in self.train_loader.epoch(s.epoch, start=s.batch_in_epoch):
                     self._train_step(x, y)
                     self._emit("on_batch_end")
+                    distributed.sync_step(s)  # all ranks stop (or are interrupted) at the same step
                     if s.should_stop:
                         break
                 synchronize(self.device)  # the clock must include the queued device work
@@ -110,11 +122,11 @@ class Trainer:
         mixed = recipe.mixing(x, y)
         with self.autocast():
             if mixed is None:
-                output = self.model(x)
+                output = self.train_module(x)
                 loss = self.loss_fn(output, y)
             else:
                 x, y, y_b, lam = mixed
-                output = self.model(x)
+                output = self.train_module(x)
                 loss = mixed_loss(self.loss_fn, output, y, y_b, lam)
             objective = loss if recipe.penalty is None else loss + recipe.penalty()
         self.scaler.scale(objective / group).backward()
@@ -147,8 +159,10 @@ class Trainer:
         examples = self.train_loader.num_examples
         row.update(seconds=s.epoch_seconds, examples_per_s=examples / max(s.epoch_seconds, 1e-9))
         s.train_seconds += s.epoch_seconds
+        s.metrics = dict(row)  # what callbacks and schedules select on: never the test metrics below
+        if self.test_loader is not None:
+            row.update(self.evaluate(self.test_loader, prefix="test"))
         s.history.append(row)
-        s.metrics = dict(row)
         observe = getattr(self.schedule, "observe", None)  # schedules that watch metrics (plateau)
         if observe is not None:
             observe(s.metrics)
@@ -161,12 +175,15 @@ class Trainer:
         model = self.eval_model
         was_training = model.training
         model.eval()
-        totals = MetricAccumulator(self.task, self.device)
+        carried = sequence.carry_snapshot(model)  # evaluation starts from zeros; training continues where it was
+        sequence.reset_carry(model)
+        totals = MetricAccumulator(self.task, self.device, across_ranks=True)  # each rank saw its own shard
         for x, y in loader.epoch(0):
             with self.autocast():
                 output = self.eval_logits(model, x)
                 totals.update(self.loss_fn(output, y), output, y)
         model.train(was_training)
+        sequence.carry_restore(model, carried)
         return totals.read(prefix)
 
     def eval_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -195,6 +212,9 @@ class Trainer:
             "rng": rng_snapshot(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "accumulated_grads": self._pending_grads(),
+            "carried_state": sequence.carry_snapshot(self.model),  # recurrent models' hidden state (mid-epoch resume)
+            **distributed.rank_states({"rng": rng_snapshot(), "train_metrics": self._train_metrics.state_dict(),
+                                       "carried_state": sequence.carry_snapshot(self.model)}),
         }
 
     def _pending_grads(self) -> list[torch.Tensor | None] | None:
@@ -213,10 +233,16 @@ class Trainer:
             if name in self.callbacks:
                 self.callbacks[name].load_state_dict(cb_state)
         rng_restore(data["rng"])
+        sequence.carry_restore(self.model, data.get("carried_state"))
         if self.ema is not None and data.get("ema"):
             self.ema.load_state_dict(data["ema"])
         for param, grad in zip(self.model.parameters(), data.get("accumulated_grads") or []):
             param.grad = None if grad is None else grad.to(param.device)
+        own = distributed.own_rank_state(data)  # in a job: this rank's own RNG streams and metric sums
+        if own is not None:
+            rng_restore(own["rng"])
+            self._train_metrics.load_state_dict(own["train_metrics"])
+            sequence.carry_restore(self.model, own.get("carried_state"))
 
     def save_checkpoint(self, kind: str, keep: int = 1, extra_meta: dict[str, Any] | None = None) -> Path:
         """Atomically write the model and trainer state into the checkpoint directory."""
@@ -225,12 +251,15 @@ class Trainer:
         s = self.state
         meta = {"kind": kind, "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
                 "metrics": s.metrics, **(extra_meta or {})}
-        return checkpoint.save(self.checkpoint_dir, kind, s.step, self.model.state_dict(),
-                               self.state_dict(), meta, keep=keep)
+        state = self.state_dict()  # in a job every rank takes part: each one's RNG state is gathered
+        if not distributed.is_main():  # rank 0 alone writes
+            return self.checkpoint_dir / f"{kind}-{s.step:09d}"
+        return checkpoint.save(self.checkpoint_dir, kind, s.step, self.model.state_dict(), state, meta, keep=keep)
 
     def resume(self, path: Path) -> None:
         """Load weights and trainer state from a checkpoint directory."""
         ckpt = checkpoint.load(path)
+        distributed.check_world_size(ckpt.state, path)
         try:
             self.model.load_state_dict(ckpt.model)
             self.load_state_dict(ckpt.state)

@@ -35,6 +35,7 @@ from trainlab.data.bundle import DataBundle
 from trainlab.engine import checkpoint
 from trainlab.engine.runtime import resolve_device
 from trainlab.experiments.folds import FoldSplit, split_folds
+from trainlab.experiments.kfold_parallel import run_in_workers
 from trainlab.inference.outputs import loader_for, loader_outputs
 from trainlab.report.html import write_report_safely
 from trainlab.run import KFoldRun, Run
@@ -78,14 +79,17 @@ def sub_config(cfg: RunConfig, out: Path, name: str, overrides: dict[str, Any] |
 
 
 def run_kfold(cfg: RunConfig, folds: int, on_fold: OnFold | None = None,
-              on_progress: OnProgress | None = None) -> KFoldResult:
+              on_progress: OnProgress | None = None, workers: int = 1) -> KFoldResult:
     """Train one model per fold (seeded by ``train.seed``) and write the k-fold directory described above.
 
     ``on_progress(fold, folds, what)`` hears what happens to each fold before it runs; ``on_fold(fold, row)``
     gets its table row after.  The data is split before the directory is made, so bad data or ``folds`` leave
-    nothing behind.
+    nothing behind.  ``workers`` > 1 trains that many folds at once, each in its own process
+    (:func:`run_folds`).
     """
-    name = cfg.train.name or f"{cfg.model.name}-{cfg.data.name}-kfold{folds}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1 (folds trained at once), got {workers}")
+    name = cfg.train.name or f"{rundir.model_label(cfg)}-{cfg.data.name}-kfold{folds}-{time.strftime('%Y%m%d-%H%M%S')}"
     bundle = build_data(cfg)
     split = split_folds(bundle, folds, cfg.train.seed)
     root = rundir.create(sub_config(cfg, Path(cfg.train.out), name))
@@ -96,13 +100,15 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: OnFold | None = None,
                                           "examples": sum(len(part) for part in split.val_parts),
                                           "fingerprint": split.fingerprint, "completed": []})
     with rundir.exclusive(root):
-        return run_folds(cfg, root, bundle, split, on_fold, on_progress)
+        return run_folds(cfg, root, bundle, split, on_fold, on_progress, workers=workers)
 
 
 def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, on_fold: OnFold | None = None,
-              on_progress: OnProgress | None = None, earlier_seconds: float = 0.0) -> KFoldResult:
+              on_progress: OnProgress | None = None, earlier_seconds: float = 0.0, workers: int = 1) -> KFoldResult:
     """Bring every fold of ``root`` to an end, then write the table, out-of-fold predictions and summary.
 
+    With ``workers`` > 1, up to that many folds train at once in worker processes (:mod:`trainlab.experiments.
+    kfold_parallel`); results are taken in fold order, so every output is the one sequential folds write.
     Ctrl-C (here or while writing the outputs) marks the directory ``interrupted`` and raises
     :class:`KFoldInterrupted`; any other error marks it ``crashed`` and propagates.  Either way
     ``trainlab kfold --resume`` continues it.
@@ -111,19 +117,27 @@ def run_folds(cfg: RunConfig, root: Path, bundle: DataBundle, split: FoldSplit, 
     folds = len(split.bundles)
     _write_status(cfg, root, bundle, folds, "running", earlier_seconds)
     rows, oof, completed = [], [], []
+
+    def done(i: int, row: dict[str, Any], fold_oof: pd.DataFrame | None) -> None:
+        rows.append(row)
+        if fold_oof is not None:
+            oof.append(fold_oof)
+            completed.append(rundir.FOLD_DIR.format(fold=i))
+        _record_completed(root, completed)
+        if on_fold is not None:
+            on_fold(i, row)
+
     try:
-        for i, (fold_bundle, val_idx) in enumerate(zip(split.bundles, split.val_parts), start=1):
-            action, what = fold_action(root / rundir.FOLD_DIR.format(fold=i))
-            if on_progress is not None:
-                on_progress(i, folds, what)
-            row, fold_oof = _run_fold(cfg, root, i, folds, fold_bundle, val_idx, action)
-            rows.append(row)
-            if fold_oof is not None:
-                oof.append(fold_oof)
-                completed.append(rundir.FOLD_DIR.format(fold=i))
-            _record_completed(root, completed)
-            if on_fold is not None:
-                on_fold(i, row)
+        jobs = list(enumerate(zip(split.bundles, split.val_parts), start=1))
+        if workers > 1:
+            run_in_workers(cfg, root, folds, jobs, workers, on_progress, done, fold_action=fold_action,
+                           run_fold=run_fold)
+        else:
+            for i, (fold_bundle, val_idx) in jobs:
+                action, what = fold_action(root / rundir.FOLD_DIR.format(fold=i))
+                if on_progress is not None:
+                    on_progress(i, folds, what)
+                done(i, *run_fold(cfg, root, i, folds, fold_bundle, val_idx, action))
         return _finish(cfg, root, bundle, folds, rows, oof, completed, earlier_seconds + time.perf_counter() - started)
     except BaseException as err:
         interrupted = isinstance(err, (KeyboardInterrupt, TrainingInterrupted))  # Ctrl-C outside / inside a fold's fit
@@ -177,8 +191,8 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("tch") else "s")
 
 
-def _run_fold(cfg: RunConfig, root: Path, fold: int, folds: int, bundle: DataBundle, val_idx: np.ndarray,
-              action: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
+def run_fold(cfg: RunConfig, root: Path, fold: int, folds: int, bundle: DataBundle, val_idx: np.ndarray,
+             action: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """One fold's table row and out-of-fold predictions; a diverged fold is recorded as failed, the others go on."""
     fold_dir = root / rundir.FOLD_DIR.format(fold=fold)
     info = {"fold": fold, "of": folds, "val_indices": val_idx.tolist()}

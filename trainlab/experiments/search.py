@@ -77,7 +77,7 @@ class PruneOnEpoch(Callback):
 
 
 def default_direction(metric: str) -> str:
-    return "maximize" if metric.endswith("_acc") else "minimize"
+    return "maximize" if metric.endswith(("_acc", "_exact")) else "minimize"
 
 
 def run_search(cfg: RunConfig, space: list[Param], directory: Path, *, trials: int | None = None,
@@ -119,7 +119,7 @@ def _search(cfg: RunConfig, space: list[Param], directory: Path, trials: int | N
     _requeue_interrupted(study)
     remaining = trials - len(_counted(study))
     if remaining > 0:
-        objective = _objective(cfg, space, directory, metric, prune)
+        objective = _objective(cfg, space, directory, metric, prune, trials)
         study.optimize(objective, n_trials=remaining, catch=(Exception,),
                        callbacks=[_stop_at(trials), *([_report(on_trial)] if on_trial else [])])
     return _finish(cfg, space, directory, study, metric)
@@ -174,9 +174,18 @@ def _sampler(method: Method, space: list[Param], seed: int) -> Any:
     raise ConfigError(f"unknown search method '{method}'; choose grid, random or tpe")
 
 
+# A trial a worker started after the study was full: ended at once, never trained, and left out of every table.
+SURPLUS = "surplus"
+
+
+def _counts(trial: Any) -> bool:
+    """Whether a trial counts towards --trials: not stopped by Ctrl-C and not a surplus start."""
+    return not trial.user_attrs.get("interrupted") and not trial.user_attrs.get(SURPLUS)
+
+
 def _counted(study: Any) -> list[Any]:
-    """Trials that count towards --trials: finished ones, except those stopped by Ctrl-C."""
-    return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("interrupted")]
+    """Trials that count towards --trials: finished ones, except those stopped by Ctrl-C or surplus."""
+    return [t for t in study.trials if t.state.is_finished() and _counts(t)]
 
 
 def _requeue_interrupted(study: Any) -> None:
@@ -198,14 +207,28 @@ def _stop_at(total: int) -> Callable[[Any, Any], None]:
 
 def _report(on_trial: Callable[[dict[str, Any]], None]) -> Callable[[Any, Any], None]:
     def report(study: Any, trial: Any) -> None:
+        if trial.user_attrs.get(SURPLUS):
+            return
         on_trial({"number": trial.number, "state": trial.state.name, "value": trial.value,
                   **trial.user_attrs.get("params", {}), "error": trial.user_attrs.get("error")})
 
     return report
 
 
-def _objective(cfg: RunConfig, space: list[Param], directory: Path, metric: str, prune: bool) -> Callable[[Any], float]:
+def _taken_before(trial: Any) -> int:
+    """Trials numbered before ``trial`` that count or will count towards --trials: finished, or running in another
+    worker (a worker starts its next trial before it sees the other's last one finish)."""
+    return sum(1 for t in trial.study.get_trials(deepcopy=False)
+               if t.number < trial.number and _counts(t) and (t.state.is_finished() or t.state == optuna.trial.TrialState.RUNNING))
+
+
+def _objective(cfg: RunConfig, space: list[Param], directory: Path, metric: str, prune: bool,
+               trials: int) -> Callable[[Any], float]:
     def objective(trial: Any) -> float:
+        if _taken_before(trial) >= trials:  # several workers share the study and the others already fill it
+            trial.set_user_attr(SURPLUS, True)
+            trial.study.stop()
+            raise optuna.TrialPruned(f"the study already holds its {trials} trials")
         values = {p.key: p.suggest(trial) for p in space}
         trial.set_user_attr("params", values)
         pruner = PruneOnEpoch(trial, metric) if prune else None
@@ -257,7 +280,7 @@ def _finish(cfg: RunConfig, space: list[Param], directory: Path, study: Any, met
 def trials_table(study: Any, space: list[Param], metric: str) -> pd.DataFrame:
     """One row per trial with decoded parameters; completed trials first, best first."""
     rows = []
-    for t in study.trials:
+    for t in (t for t in study.trials if not t.user_attrs.get(SURPLUS)):
         params = t.user_attrs.get("params") or {p.key: p.decode(t.params.get(p.key)) for p in space}
         ended = t.datetime_complete and t.datetime_start
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if ended else None
