@@ -10,6 +10,7 @@ A new documented placeholder needs an entry below, or the example fails naming i
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import re
 import shutil
@@ -38,7 +39,7 @@ RUN_ALIASES = {
     "mlp-digits-20261122-101500": "mlp", "simple-cnn-digits-20261122-102000": "cnn",
     "simple-cnn-digits-20261122-101500": "cnn", "house-prices": "houses",
     "mlp-digits-kfold5-20261122-101500": "kfold-interrupted", "mlp-cv": "kfold-interrupted",
-    "search-mlp-digits": "search",
+    "search-mlp-digits": "search", "austen-char-lm": "char-lm", "austen-styles": "styles", "austen-novels": "novels",
 }
 # Documented values that stand for something the reader has: replaced in the command's text.
 TEXT_PLACEHOLDERS = {
@@ -53,6 +54,8 @@ TEXT_PLACEHOLDERS = {
 DOCUMENTED_ERRORS = {
     "trainlab train --set model.dropuot=0.5": "did you mean 'dropout'",
 }
+# Language models on a whole novel: trained on its first 20,000 tokens.
+LANGUAGE_MODEL = re.compile(r"data\.name=(austen|text)(\s|$)|configs/austen-char-lm\.yaml")
 # Resuming a finished one-epoch run needs a larger epoch count than the documented 30 would cost.
 RESUME_EPOCHS = ["--epochs", "2"]
 # Recipes whose warmup lasts two epochs: the shortened run must be longer than that.
@@ -100,6 +103,22 @@ def _write_datasets(world: Path) -> None:
         _write_tables(folder)
     write_mnist_csv(world / "mnist_5k.csv.gz", per_class=6)
     _write_images(world)
+    _write_texts(world)
+
+
+NOVELS = ("emma", "mansfield-park", "northanger-abbey", "persuasion", "pride-and-prejudice", "sense-and-sensibility")
+
+
+def _write_texts(world: Path) -> None:
+    """Six short "novels" for DIR (slices of the Pride and Prejudice that ships with trainlab, one per title) and the
+    text files the sequence guide trains and predicts on."""
+    book = gzip.decompress((ROOT / "trainlab/data/corpus/pride-and-prejudice.txt.gz").read_bytes()).decode("utf-8")
+    for number, novel in enumerate(NOVELS):
+        part = book[20_000 + number * 24_000: 20_000 + (number + 1) * 24_000]
+        (world / "DIR" / f"{novel}.txt.gz").write_bytes(gzip.compress(part.encode("utf-8")))
+    (world / "my-book.txt").write_text(book[:30_000], encoding="utf-8")
+    (world / "passage.txt").write_text(book[50_000:50_180], encoding="utf-8")
+    (world / "other.txt").write_text(book[90_000:90_150], encoding="utf-8")
 
 
 def _train(world: Path, name: str, *argv: str) -> Path:
@@ -117,6 +136,12 @@ def _write_runs(world: Path) -> None:
     _train(world, "search", "search", "--model", "mlp", "--epochs", "1", "--trials", "2", "--space",
            str(ROOT / "configs/digits-space.yaml"))
     _interrupted_kfold(world)
+    _train(world, "char-lm", "train", "--set", "data.name=text", "--set", f"data.path={world / 'my-book.txt'}",
+           "--set", "model.name=lstm", "--set", "model.hidden=32", "--epochs", "1")
+    _train(world, "styles", "train", "--set", "data.name=austen-styles", "--set", f"data.root={world / 'DIR'}",
+           "--set", "model.name=lstm", "--set", "model.hidden=32", "--set", "model.embedding=16", "--epochs", "1")
+    _train(world, "novels", "train", "-c", str(ROOT / "configs/austen-novels.yaml"), "--set",
+           f"data.root={world / 'DIR'}", "--epochs", "1")
     checkpoint = next((world / "runs/cnn/checkpoints").iterdir())
     shutil.copy(checkpoint / "model.safetensors", world / "resnet.safetensors")
     from safetensors.torch import load_file
@@ -193,6 +218,8 @@ def _runnable(command: str, sandbox: Path) -> list[str]:
     if subcommand == "train" and "--resume" in argv:
         return argv + RESUME_EPOCHS + QUIET
     extra = SHORTER.get(subcommand, []) + [arg for name, epochs in LONGER.items() if name in command for arg in epochs]
+    if subcommand == "train" and LANGUAGE_MODEL.search(command):
+        extra += ["--set", "data.max_tokens=20000"]
     return argv + extra + (QUIET if subcommand in TRAINS else [])
 
 
@@ -201,7 +228,7 @@ LAB = "docs/lab/"  # worked experiments: each page's commands build on each othe
 
 UNIQUE_COMMANDS = sorted({command: where for where, command in documented_commands()
                           if not where.startswith(LAB)}.items())
-LAB_PAGES = sorted({where for where, _ in documented_commands() if where.startswith(LAB)})
+LAB_PAGES = sorted({where.removesuffix(" (inline)") for where, _ in documented_commands() if where.startswith(LAB)})
 
 
 @pytest.mark.parametrize(("command", "where"), UNIQUE_COMMANDS, ids=[c for c, _ in UNIQUE_COMMANDS])
@@ -221,7 +248,7 @@ def test_lab_page_runs(page: str, world: Path, tmp_path: Path, monkeypatch: pyte
     """A worked experiment, command after command in one directory, as a reader follows it."""
     _link_world(world, tmp_path, monkeypatch)
     for where, command in documented_commands():
-        if where == page:
+        if where.removesuffix(" (inline)") == page:  # the prose's inline commands come after the page's block
             code = main(_runnable(command, tmp_path))
             out, err = capsys.readouterr()
             assert code == 0, f"{page}: `{command}` failed:\n{out}\n{err}"

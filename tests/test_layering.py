@@ -27,10 +27,10 @@ LAYERS = [
     ("inference", "weights", "inspect"),
     ("session",),
     ("run",),
-    ("report",),
+    ("report", "export"),
     ("training",),
     ("experiments",),
-    ("api",),
+    ("api", "nn"),  # nn: the from-scratch layers, a public facade like api
     ("cli",),
     ("__main__", "<package>"),  # "<package>" = trainlab/__init__.py itself, the top
 ]

@@ -2,16 +2,20 @@
 
 Every file goes to a temporary name beside its target, is flushed and fsynced, and is then renamed over the
 target (and the directory fsynced), so a reader — or a resume after a crash or power loss — sees either the old
-complete file or the new complete file, never a half-written one.  It sits in the bottom layer because both the
+complete file or the new complete file, never a half-written one.  JSON is written strict (every parser reads
+it: non-finite floats are spelled as strings, :data:`NON_FINITE`), and data frames as CSV, the same way.  It sits in the bottom layer because both the
 checkpoint format (``engine``) and the run directory (``rundir``) write through it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
+import numbers
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 TMP_SUFFIX = ".tmp"
 
@@ -59,3 +63,49 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_text(path: str | Path, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically and durably."""
     write_bytes(path, text.encode("utf-8"))
+
+
+# How write_json spells the floats strict JSON has no literal for; read_summary reads them back.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write strict JSON atomically and durably (temporary file, fsync, rename).
+
+    Non-finite floats become ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (:data:`NON_FINITE`), so every
+    JSON parser accepts the file; ``allow_nan=False`` makes any value that slipped through an error here, not
+    a file other programs cannot read.
+    """
+    write_text(path, json.dumps(finite_json(data), indent=2, default=str, allow_nan=False))
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float, in nested dicts, lists and tuples, replaced by its string spelling.
+
+    Other real numbers that are not integers (numpy's float32 too, which ``json`` cannot write) become floats.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        value = float(value)
+        return value if math.isfinite(value) else "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
+
+
+def restore_non_finite(value: Any) -> Any:
+    """Undo :func:`finite_json`: ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` become floats again, at any depth."""
+    if isinstance(value, str):
+        return NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {key: restore_non_finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [restore_non_finite(item) for item in value]
+    return value
+
+
+def write_csv(path: Path, frame: Any) -> None:
+    """Write a pandas data frame as CSV (no index) atomically and durably."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

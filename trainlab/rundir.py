@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import numbers
 import os
 import platform
 import re
@@ -36,6 +34,7 @@ from typing import Any, Iterator
 import torch
 
 from trainlab import atomic
+from trainlab.atomic import NON_FINITE, restore_non_finite, write_csv, write_json  # noqa: F401  (rundir's API)
 from trainlab.config import RunConfig, dump_yaml, flatten, read_yaml, set_dotted, validate
 from trainlab.data.bundle import DataMeta
 from trainlab.engine import checkpoint
@@ -50,6 +49,8 @@ CURVES_FILE = "curves.png"
 REPORT_FILE = "report.html"
 CHECKPOINT_DIR = "checkpoints"  # checkpoints/{last,best}-<step>/ in the format of trainlab.engine.checkpoint
 LOCK_FILE = ".lock"
+TENSORBOARD_DIR = "tensorboard"  # event files of the tensorboard callback (tensorboard --logdir runs)
+MODEL_SOURCE_FILE = "model_source.json"  # an own model's file/module, class and SHA-256 (trainlab.models.custom)
 # A k-fold run: the base config, data.json and summary.json above, plus these and one run per fold (fold-N/).
 KFOLD_FILE = "kfold.json"
 FOLD_FILE = "fold.json"  # inside fold-N/: which examples the fold validated on
@@ -68,6 +69,18 @@ COMPARE_PLOT_FILE = "compare.png"
 COMPARE_TABLE_FILE = "compare.csv"
 COMPARE_DIFF_FILE = "config_diff.csv"
 COMPARE_PAGE_FILE = "compare.html"
+# ``trainlab export``: inside the run (or k-fold) directory by default, each model file with its metadata beside it.
+EXPORT_DIR = "export"
+EXPORT_PT2_FILE = "model.pt2"  # torch.export
+EXPORT_ONNX_FILE = "model.onnx"
+EXPORT_TORCHSCRIPT_FILE = "model.torchscript.pt"
+EXPORT_META_SUFFIX = ".json"  # model.onnx → model.onnx.json: classes, input, preprocessing, versions, the check
+
+
+def export_meta_path(model_file: Path) -> Path:
+    """The metadata file that describes an exported model file: its name plus :data:`EXPORT_META_SUFFIX`."""
+    return model_file.with_name(model_file.name + EXPORT_META_SUFFIX)
+
 
 # summary.json carries ``"schema": SUMMARY_SCHEMA``; files without the key were written by trainlab 0.1.0 before
 # the key existed and have the same layout (schema 1).  Bump it when a key changes meaning or disappears, and
@@ -76,6 +89,7 @@ SUMMARY_SCHEMA = 1
 # data.json: DataMeta.to_dict() (task, input_shape, num_classes, classes, preprocess — the typed record of
 # trainlab.data.preprocess) plus ``"schema": DATA_SCHEMA``; same compatibility rule as summary.json.
 DATA_SCHEMA = 1
+MODEL_SCHEMA = 1  # model_source.json (an own model's origin; see write_model_source)
 SUMMARY_KEYS = {
     "schema": "int: SUMMARY_SCHEMA",
     "status": "running | completed | interrupted | crashed | failed",
@@ -83,6 +97,7 @@ SUMMARY_KEYS = {
     "error": "str: the exception, when status is crashed",
     "model": "str", "data": "str", "task": "classification | regression", "params": "int",
     "seed": "int", "batch_size": "int", "device": "str", "threads": "int", "precision": "str",
+    "world_size": "int: processes that trained together (torchrun; 1 for a single process)",
     "versions": "{trainlab, torch, python}",
     "epochs_completed": "int", "steps": "int",
     "train_seconds": "float", "wall_seconds": "float: summed over resumes",
@@ -110,9 +125,14 @@ class DamagedFileError(RunDirError):
         self.path, self.problem = path, problem
 
 
+def model_label(cfg: RunConfig) -> str:
+    """The model's name as directory names use it: an own model (``path/to/file.py:Class``) by its class name."""
+    return cfg.model.name.rpartition(":")[2]
+
+
 def default_name(cfg: RunConfig) -> str:
     """``<model>-<data>-<YYYYmmdd-HHMMSS>``."""
-    return f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{model_label(cfg)}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def create(cfg: RunConfig) -> Path:
@@ -163,52 +183,6 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         handle.write(str(os.getpid()))
         handle.flush()
         yield
-
-
-# How write_json spells the floats strict JSON has no literal for; read_summary reads them back.
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write strict JSON atomically and durably (temporary file, fsync, rename).
-
-    Non-finite floats become ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (see the module docstring), so every
-    JSON parser accepts the file; ``allow_nan=False`` makes any value that slipped through an error here, not
-    a file other programs cannot read.
-    """
-    atomic.write_text(path, json.dumps(_finite_json(data), indent=2, default=str, allow_nan=False))
-
-
-def _finite_json(value: Any) -> Any:
-    """``value`` with every non-finite float, in nested dicts, lists and tuples, replaced by its string spelling.
-
-    Other real numbers that are not integers (numpy's float32 too, which ``json`` cannot write) become floats.
-    """
-    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        value = float(value)
-        return value if math.isfinite(value) else "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, dict):
-        return {key: _finite_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(item) for item in value]
-    return value
-
-
-def _restore_non_finite(value: Any) -> Any:
-    """Undo :func:`_finite_json`: ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` become floats again, at any depth."""
-    if isinstance(value, str):
-        return NON_FINITE.get(value, value)
-    if isinstance(value, dict):
-        return {key: _restore_non_finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_restore_non_finite(item) for item in value]
-    return value
-
-
-def write_csv(path: Path, frame: Any) -> None:
-    """Write a pandas data frame as CSV (no index) atomically and durably."""
-    with atomic.atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
 
 
 def write_config(path: Path, cfg: RunConfig, comment: str = "") -> None:
@@ -320,6 +294,22 @@ def read_data_meta(run_dir: Path) -> DataMeta:
         raise RunDirError(f"{path} is not a data description trainlab wrote (missing or malformed {err})") from None
 
 
+def write_model_source(run_dir: Path, source: dict[str, Any]) -> None:
+    """``model_source.json``: where an own model's class comes from (``ModelSource.to_dict()``), with MODEL_SCHEMA."""
+    write_json(run_dir / MODEL_SOURCE_FILE, {"schema": MODEL_SCHEMA, **source})
+
+
+def read_model_source(run_dir: Path) -> dict[str, Any] | None:
+    """The recorded source of the run's own model, or None for a zoo model (no file)."""
+    path = run_dir / MODEL_SOURCE_FILE
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("schema") != MODEL_SCHEMA:
+        raise RunDirError(f"{path} is not a model source this trainlab {__version__} reads (schema {MODEL_SCHEMA})")
+    return {key: value for key, value in data.items() if key != "schema"}
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     """Write ``summary.json`` stamped with :data:`SUMMARY_SCHEMA` (keys documented in :data:`SUMMARY_KEYS`)."""
     write_json(run_dir / SUMMARY_FILE, {"schema": SUMMARY_SCHEMA, **summary})
@@ -331,7 +321,7 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` are read back as floats (see :func:`write_json`); older files
     hold the bare tokens, which Python's parser reads as the same floats.
     """
-    summary = _restore_non_finite(read_json(run_dir / SUMMARY_FILE))
+    summary = restore_non_finite(read_json(run_dir / SUMMARY_FILE))
     schema = summary.get("schema", 1) if isinstance(summary, dict) else None
     if schema != SUMMARY_SCHEMA:
         raise RunDirError(f"{run_dir / SUMMARY_FILE} has summary schema {schema}; this trainlab {__version__} "
