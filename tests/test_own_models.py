@@ -287,3 +287,20 @@ def test_kfold_of_an_own_model_reopens_with_trust_code(tmp_path: Path, model_fil
     assert code == 2 and f"would run the file {model_file}" in err
     code, out, err = run_cli("eval", kfold_dir, "--trust-code")
     assert code == 0 and "test_acc" in out, err
+
+
+def test_a_relative_model_file_is_saved_absolute_so_the_config_trains_from_anywhere(
+        tmp_path: Path, model_file: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(model_file.parent.parent)
+    run_dir = train_cli(run_cli, "code/tiny_net.py:TinyNet", tmp_path / "runs")
+    config_text = (run_dir / rundir.CONFIG_FILE).read_text()
+    assert f"name: {model_file}:TinyNet" in config_text
+    assert '#   model.name: "code/tiny_net.py:TinyNet"' in config_text  # as typed, in the leading comment
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli("train", "-c", run_dir / rundir.CONFIG_FILE, "--epochs", "1", "--out", "runs", *QUIET)
+    assert code == 0, err
+    (again,) = (elsewhere / "runs").iterdir()
+    assert rundir.read_summary(again)["params"] == tiny_params(4)

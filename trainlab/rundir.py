@@ -38,6 +38,7 @@ from trainlab.atomic import NON_FINITE, restore_non_finite, write_csv, write_jso
 from trainlab.config import RunConfig, dump_yaml, flatten, read_yaml, set_dotted, validate
 from trainlab.data.bundle import DataMeta
 from trainlab.engine import checkpoint
+from trainlab.models import custom
 from trainlab.version import __version__
 
 # A single run: ``<out>/<name>/``.
@@ -247,12 +248,27 @@ def absolute_paths(cfg: RunConfig, base: Path | None = None) -> tuple[RunConfig,
             if full.exists() or full.is_symlink():
                 typed[key] = value
                 values[key] = str(full)
+    model_file = _absolute_model_file(cfg.model.name, base)
+    if model_file is not None:
+        typed["model.name"], values["model.name"] = cfg.model.name, model_file
     if not typed:
         return cfg, {}
     tree = cfg.to_dict()
     for key in typed:
         set_dotted(tree, key, values[key])
     return validate(tree), typed
+
+
+def _absolute_model_file(name: str, base: Path) -> str | None:
+    """An own model given as ``relative/file.py:Class`` with its file made absolute, so ``train -c config.yaml``
+    works from any directory as eval and predict do; None for registry names, modules and absolute files."""
+    if not custom.is_reference(name) or ".py:" not in name:  # a module, or a class defined in a script
+        return None
+    kind, target, class_name = custom.split_reference(name)
+    full = base / Path(target).expanduser()
+    if kind != custom.FILE or Path(target).expanduser().is_absolute() or not full.is_file():
+        return None
+    return f"{full}:{class_name}"
 
 
 def _typed_paths(path: Path, cfg: RunConfig) -> dict[str, str]:
