@@ -4,7 +4,7 @@ the guides, the recipes' comments and every ``--help`` text, as collected by tes
 Each example runs in its own empty directory holding a small *world*: the runs, files and data folders the docs
 refer to (``runs/NAME``, ``digit.png``, ``photos/``, ``train.csv``, ``DIR`` …), built once from tiny data.  The
 examples are shortened, never changed in kind: one epoch, two folds or trials, a few LR-finder steps, no progress
-bar or curve plot.  An example documented as an error (a typo'd option) must fail with its documented message.
+bar, curve plot or compilation.  An example documented as an error (a typo'd option) must fail with its documented message.
 A new documented placeholder needs an entry below, or the example fails naming it.
 """
 
@@ -28,7 +28,9 @@ from trainlab.engine.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 
-QUIET = ["--set", "callbacks.progress.style=none", "--set", "callbacks.plot_curves=null"]
+# No progress bar or curve plot, and no torch.compile (the speedrun recipes compile: 20 s per example on a CPU;
+# compiling is tested in tests/speed).
+QUIET = ["--set", "callbacks.progress.style=none", "--set", "callbacks.plot_curves=null", "--set", "train.compile=false"]
 TRAINS = {"train", "kfold", "search"}
 # Shortening, appended after the documented arguments (argparse keeps the last value of a flag).
 SHORTER = {"train": ["--epochs", "1"], "kfold": ["--epochs", "1", "--folds", "2"],
