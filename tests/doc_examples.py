@@ -26,6 +26,7 @@ PLACEHOLDER_CONFIGS = {
     "x.yaml": "configs/digits.yaml",  # docs/architecture.md walks through `trainlab train -c x.yaml`
     "configs/recipe/NAME.yaml": "configs/recipe/mlp-baseline.yaml",  # docs/recipe.md: one of the ready recipes
     "<out>/<name>/best.yaml": None,  # written by `trainlab search`; test_search_example_runs loads a real one
+    "runs/NAME/config.yaml": None,  # a run's saved config; the examples run test trains it from a run's copy
     "runs/lab-grid/best.yaml": None,  # written by the search of docs/lab/grid-vs-random.md, which runs it
 }
 # Usage synopses, not commands: brackets and KEY=VALUE ... describe the syntax.
