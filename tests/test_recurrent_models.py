@@ -52,6 +52,20 @@ def test_bidirectional_doubles_the_hidden_output(name):
 
 
 @pytest.mark.parametrize("name", SEQUENCE)
+@pytest.mark.parametrize("output", ["steps", "last"])
+def test_the_whole_sequence_goes_through_torchs_fused_layer_in_one_call(name, output):
+    """No Python loop over time steps: one call of nn.RNN/GRU/LSTM per forward, whatever the length, so CUDA runs
+    cuDNN's fused kernel over all 50 steps (the hand-written cells of trainlab.models.scratch_rnn are the loop)."""
+    model = build(name, hidden=8, layers=2, output=output)
+    calls = []
+    model.rnn.register_forward_hook(lambda module, inputs, result: calls.append(inputs[0]))
+    model(tokens(steps=50))
+    assert type(model.rnn) in (nn.RNN, nn.GRU, nn.LSTM) and len(calls) == 1
+    steps = calls[0].data.shape[0] if isinstance(calls[0], nn.utils.rnn.PackedSequence) else calls[0].shape[1]
+    assert steps in (50, 150)  # batch-first (3, 50, ...) or packed: all 3 x 50 steps at once
+
+
+@pytest.mark.parametrize("name", SEQUENCE)
 def test_float_features_in_and_a_single_feature_without_its_axis(name):
     model = build(name, vocab=3, hidden=4, output="last")
     assert model(torch.randn(2, 9, 3)).shape == (2, CLASSES)
