@@ -164,22 +164,17 @@ def load_recorded(source: ModelSource, *, trust: bool, run: str | Path) -> type 
     """The class a run was trained with (or a copy of the instance it was trained from, in the process that did):
     its file checked against the recorded hash first; imported only when ``trust`` (a class already loaded in this
     process with the same hash is used without importing again)."""
+    short = source.class_name.split(".")[-1]
     if source.instance is not None:
-        known = _LOADED.get(source.key())
-        if known is None:
-            raise UntrustedCodeError(
-                f"run {run} was trained with an instance of {source.class_name} handed in from Python, whose "
-                "constructor arguments trainlab cannot know; pass one built the same way: "
-                f"trainlab.load_run('{run}', model={source.class_name.split('.')[-1]}(...))")
-        return copy.deepcopy(known)
+        return copy.deepcopy(_loaded_in_this_process(source, (
+            f"run {run} was trained with an instance of {source.class_name} handed in from Python, whose "
+            "constructor arguments trainlab cannot know; pass one built the same way: "
+            f"trainlab.load_run('{run}', model={short}(...))")))
     if source.kind == UNIMPORTABLE:
-        known = _LOADED.get(source.key())
-        if known is None:
-            raise UntrustedCodeError(
-                f"run {run} was trained with {source.class_name}, a class defined in {source.module} (a script, a "
-                "notebook or a function), which cannot be imported again; from Python, pass the class: "
-                f"trainlab.load_run('{run}', model={source.class_name.split('.')[-1]})")
-        return known
+        return _loaded_in_this_process(source, (
+            f"run {run} was trained with {source.class_name}, a class defined in {source.module} (a script, a "
+            "notebook or a function), which cannot be imported again; from Python, pass the class: "
+            f"trainlab.load_run('{run}', model={short})"))
     if source.path is None:
         raise UntrustedCodeError(f"run {run} records module {source.module} without a file to check; "
                                  f"pass the class from Python: trainlab.load_run('{run}', model=...)")
@@ -199,6 +194,14 @@ def load_recorded(source: ModelSource, *, trust: bool, run: str | Path) -> type 
                                  f"{source.code}. Only if you trust that code, add --trust-code "
                                  "(Python: trust_code=True)")
     return _load(source)
+
+
+def _loaded_in_this_process(source: ModelSource, unavailable: str) -> type | nn.Module:
+    """What this process loaded or was handed for ``source``; ``unavailable`` is the error when it has nothing."""
+    known = _LOADED.get(source.key())
+    if known is None:
+        raise UntrustedCodeError(unavailable)
+    return known
 
 
 def _load(source: ModelSource) -> type:
