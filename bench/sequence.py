@@ -9,7 +9,10 @@ directory instead), the last 10% held out for validation.  All three variants us
   and detached (re-initialised at each epoch start), SGD lr 1, d2l's ``grad_clipping`` at θ=1 — d2l's
   ``train_epoch_ch8``, written out here.
 * ``trainlab-d2l``: ``trainlab.train`` with the same model and recipe (``rnn`` hidden 256, one-hot input,
-  ``austen`` sequential 35 steps, batch 32, SGD lr 1, clip 1), through the public API.
+  ``austen`` sequential 35 steps, batch 32, SGD lr 1, clip 1), through the public API; on the CPU its ``rnn``
+  trains with trainlab's kernel (:mod:`trainlab.models.rnn_kernel`).
+* ``trainlab-d2l-torch`` (on request): the same with ``model.cpu_kernel=false``, so ``torch.nn.RNN`` computes the
+  layer and its backward as in the d2l loop: what trainlab's loop costs or saves by itself.
 * ``trainlab-recipe``: trainlab's recipe for this budget (see ``RECIPE``).
 
 Every variant trains until ``--seconds`` of training have passed (checked after each batch; trainlab's time
@@ -18,7 +21,12 @@ all, computes the validation perplexity of the final weights: the held-out tail 
 steps at a time, the state carried (as d2l's ``predict``-style evaluation would).  ``chars_per_s`` counts training
 characters (target tokens) per second of training.
 
-Prints one JSON line per variant.  Run: ``python bench/sequence.py [--seconds 150] [--threads N] [--variants ...]``
+Prints one JSON line per variant.  ``--rounds N`` runs the variants N times, alternating (d2l, trainlab, d2l, …),
+and ends with a summary line: each variant's median characters/s and the median of the per-round ratios against
+``d2l``.  On a shared machine, whose speed drifts over minutes, alternating short runs compare the loops under the
+same conditions; one long run each compares them under whatever the machine did at the time.
+
+Run: ``python bench/sequence.py [--seconds 150] [--threads N] [--variants ...] [--rounds N]``
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import math
 import os
 import platform
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -54,6 +63,9 @@ RECIPE = {"model": "gru", "overrides": ["model.hidden=256", "model.layers=1", "m
                                         "data.partition=sequential", "data.val_fraction=0.1",
                                         "train.batch_size=32", "optim.name=adam", "optim.lr=0.004",
                                         "sched.name=constant"]}
+TRAINLAB = {"trainlab-d2l": ("rnn", D2L_OVERRIDES),
+            "trainlab-d2l-torch": ("rnn", [*D2L_OVERRIDES, "model.cpu_kernel=false"]),
+            "trainlab-recipe": (RECIPE["model"], RECIPE["overrides"])}
 Step = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 
 
@@ -203,16 +215,18 @@ def main() -> None:
                              "thread per core for the d2l loop, trainlab's automatic train.threads)")
     parser.add_argument("--root", default=None, help="directory with pride-and-prejudice.txt.gz (default: shipped)")
     parser.add_argument("--variants", nargs="+", default=["d2l", "trainlab-d2l", "trainlab-recipe"],
-                        choices=["d2l", "trainlab-d2l", "trainlab-recipe"])
+                        choices=["d2l", *TRAINLAB])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1, help="run the variants this many times, alternating")
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
     bundle = build("austen", val_fraction=0.1, num_steps=STEPS, **({"root": args.root} if args.root else {}))
     train_ids, val_ids, vocab = bundle.train.ids, bundle.val.ids, bundle.meta.num_classes
     common = {"bench": "sequence", "text": "pride-and-prejudice", "train_chars": len(train_ids),
               "val_chars": len(val_ids), "vocab": vocab, "budget_s": args.seconds, "seed": args.seed}
+    speeds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as out:
-        for variant in args.variants:
+        for round_index, variant in [(r, v) for r in range(args.rounds) for v in args.variants]:
             random.seed(args.seed)
             torch.manual_seed(args.seed)
             torch.set_num_threads(args.threads or default_threads)  # a trainlab run may have changed it
@@ -221,17 +235,31 @@ def main() -> None:
                 net, stats = train_d2l(train_ids, vocab, args.seconds)
                 step, recipe = d2l_step(net.eval()), "d2l: nn.RNN 256 one-hot, 32x35, SGD lr 1, clip 1, carried"
             else:
-                model, overrides = ("rnn", D2L_OVERRIDES) if variant == "trainlab-d2l" else (
-                    RECIPE["model"], RECIPE["overrides"])
+                model, overrides = TRAINLAB[variant]
                 overrides = [*overrides, f"train.seed={args.seed}"]
-                net, stats = train_trainlab(model, overrides, args.seconds, args.threads, args.root, Path(out), variant)
+                net, stats = train_trainlab(model, overrides, args.seconds, args.threads, args.root, Path(out),
+                                            f"{variant}-{round_index}")
                 step, recipe = trainlab_step(net), f"{model} " + " ".join(overrides)
             threads_used = torch.get_num_threads()  # trainlab sets its own for training
             ppl = validation_perplexity(step, val_ids)
             chars_per_s = stats["chars"] / stats["train_seconds"]
-            print(json.dumps(_rounded({**common, "variant": variant, "recipe": recipe, "val_ppl": ppl,
+            speeds.setdefault(variant, []).append(chars_per_s)
+            print(json.dumps(_rounded({**common, "variant": variant, "round": round_index, "recipe": recipe,
+                                       "val_ppl": ppl,
                                        "chars_per_s": chars_per_s, **stats, **env, "threads_used": threads_used,
                                        "load_avg_1min_after": os.getloadavg()[0]})), flush=True)
+    if args.rounds > 1:
+        print(json.dumps(_rounded(summary(speeds, common))), flush=True)
+
+
+def summary(speeds: dict[str, list[float]], common: dict[str, Any]) -> dict[str, Any]:
+    """Median characters/s of each variant, and the median over rounds of each variant's ratio to ``d2l``."""
+    line: dict[str, Any] = {**common, "variant": "summary", "rounds": len(next(iter(speeds.values())))}
+    line["median_chars_per_s"] = {name: statistics.median(values) for name, values in speeds.items()}
+    if "d2l" in speeds:
+        line["median_ratio_to_d2l"] = {name: statistics.median(v / d for v, d in zip(values, speeds["d2l"]))
+                                       for name, values in speeds.items() if name != "d2l"}
+    return line
 
 
 def _rounded(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Recurrent sequence models ``rnn``, ``gru`` and ``lstm`` on torch's fused layers (cuDNN on CUDA).
+"""Recurrent sequence models ``rnn``, ``gru`` and ``lstm`` on torch's fused layers (cuDNN on CUDA); on the CPU the
+plain ``rnn`` runs :mod:`trainlab.models.rnn_kernel` instead (``cpu_kernel=False``: ``nn.RNN`` there too).
 
 Interface (what the data, the trainer and ``generate`` rely on):
 
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from trainlab.models import rnn_kernel
 from trainlab.registry import MODELS
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -57,7 +59,7 @@ class RecurrentNet(nn.Module):
 
     def __init__(self, kind: str, *, in_channels: int, num_classes: int, hidden: int, layers: int,
                  bidirectional: bool, dropout: float, embedding: int | None, tie_weights: bool, output: str,
-                 nonlinearity: str, clip_grad_norm: float) -> None:
+                 nonlinearity: str, clip_grad_norm: float, cpu_kernel: bool = True) -> None:
         super().__init__()
         self.kind, self.output, self.in_channels = kind, output, in_channels
         self.directions = 2 if bidirectional else 1
@@ -70,6 +72,7 @@ class RecurrentNet(nn.Module):
         if tie_weights:
             self.head.weight = self.embed.weight  # type: ignore[union-attr]
         self.default_clip_grad_norm = clip_grad_norm or None  # 0: no clipping
+        self.cpu_kernel = cpu_kernel  # train a plain rnn on the CPU with trainlab's kernel (rnn_kernel)
         self.carry = False
         self.hidden_state: State | None = None
 
@@ -84,8 +87,10 @@ class RecurrentNet(nn.Module):
     def run(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """``(prediction, final state)`` for ``x`` starting from ``state`` (zeros when None)."""
         tokens = not torch.is_floating_point(x)
-        inputs = self._encode(x) if tokens else self._features(x)
         lengths = self._lengths(x) if tokens and self.output != "steps" else None
+        if self.cpu_kernel and rnn_kernel.applies(self.rnn, x, padded=lengths is not None):
+            return self._run_kernel(x, state, tokens)
+        inputs = self._encode(x) if tokens else self._features(x)
         if lengths is not None:
             packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
             packed_out, new_state = self.rnn(packed, state)
@@ -94,9 +99,24 @@ class RecurrentNet(nn.Module):
             outputs, new_state = self.rnn(inputs, state)
         return self.head(self.drop(self._pool(outputs, new_state, lengths))), new_state
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_kernel(self, x: torch.Tensor, state: State | None, tokens: bool) -> tuple[torch.Tensor, State]:
+        """:meth:`run` through :mod:`~trainlab.models.rnn_kernel`: time-major throughout, one-hot tokens as ids."""
+        if tokens:
+            self._check_tokens(x)
+            inputs = x.t().long() if self.embed is None else self.drop(self.embed(x.t()))
+        else:
+            inputs = self._features(x).transpose(0, 1)
+        outputs, new_state = rnn_kernel.run(self.rnn, inputs, state)  # type: ignore[arg-type]
+        if self.output == "steps":  # the head on time-major outputs, then the (smaller) logits to batch-first
+            return self.head(self.drop(outputs)).transpose(0, 1), new_state
+        return self.head(self.drop(self._pool(outputs.transpose(0, 1), new_state, None))), new_state
+
+    def _check_tokens(self, x: torch.Tensor) -> None:
         if x.dim() != 2:
             raise ValueError(f"{self.kind}: token input must be (batch, steps) ids, got shape {tuple(x.shape)}")
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_tokens(x)
         if self.embed is not None:
             return self.drop(self.embed(x))
         return nn.functional.one_hot(x.long(), self.in_channels).to(self.head.weight.dtype)
@@ -222,18 +242,23 @@ def _builder(kind: str) -> Callable[..., nn.Module]:
     def build(*, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, hidden: int = 256,
               layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, embedding: int | None = None,
               tie_weights: bool = False, output: Literal["steps", "last", "mean"] = "steps",
-              nonlinearity: Literal["tanh", "relu"] = "tanh", clip_grad_norm: float = 1.0) -> nn.Module:
+              nonlinearity: Literal["tanh", "relu"] = "tanh", clip_grad_norm: float = 1.0,
+              cpu_kernel: bool = True) -> nn.Module:
         """Recurrent model; see the module docstring for input, output modes and carried state."""
         if input_size is not None:
             raise ValueError(f"{kind} is a sequence model: it takes token ids or per-step features, not images of "
                              f"size {input_size}; use a text or sequence dataset")
         if nonlinearity != "tanh" and kind != "rnn":
             raise ValueError(f"{kind}: nonlinearity is an option of the plain rnn only (gates fix their own)")
+        if not cpu_kernel and kind != "rnn":
+            raise ValueError(f"{kind}: cpu_kernel is an option of the plain rnn only ({kind} always trains with "
+                             "torch's kernels)")
         options = dict(in_channels=in_channels, num_classes=num_classes, hidden=hidden, layers=layers,
                        dropout=dropout, embedding=embedding, tie_weights=tie_weights, output=output,
                        bidirectional=bidirectional, clip_grad_norm=clip_grad_norm)
         check_options(kind, **options)  # type: ignore[arg-type]
-        return RecurrentNet(kind, nonlinearity=nonlinearity, **options)  # type: ignore[arg-type]
+        return RecurrentNet(kind, nonlinearity=nonlinearity, cpu_kernel=cpu_kernel,
+                            **options)  # type: ignore[arg-type]
 
     build.__name__ = build.__qualname__ = kind
     return build

@@ -1,0 +1,144 @@
+"""trainlab's CPU kernel for the plain rnn (trainlab.models.rnn_kernel) against torch.nn.RNN: the same outputs,
+final states and gradients, used exactly where it applies, and a training run that matches torch's step for step."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import trainlab
+from trainlab import rundir
+from trainlab.models import create, rnn_kernel
+
+VOCAB, CLASSES, HIDDEN = 12, 5, 8
+CASES = list(itertools.product([1, 2], [False, True], ["tanh", "relu"]))
+
+
+def pair(**options) -> tuple[nn.Module, nn.Module]:
+    """The same rnn twice, equal weights: trainlab's kernel and torch's nn.RNN."""
+    torch.manual_seed(0)
+    ours = create("rnn", num_classes=CLASSES, in_channels=options.pop("vocab", VOCAB), input_size=None,
+                  hidden=HIDDEN, **options)
+    theirs = create("rnn", num_classes=CLASSES, in_channels=ours.in_channels, input_size=None, hidden=HIDDEN,
+                    cpu_kernel=False, **options)
+    theirs.load_state_dict(ours.state_dict())
+    return ours, theirs
+
+
+def outputs_and_gradients(model: nn.Module, x: torch.Tensor, h0: torch.Tensor) -> list[torch.Tensor]:
+    """Prediction, final state, and the gradients of the initial state and every parameter for one loss."""
+    h0 = h0.clone().requires_grad_(True)
+    prediction, state = model.train().run(x, h0)
+    (prediction.square().sum() + state.sin().sum()).backward()
+    return [prediction, state, h0.grad, *(p.grad for p in model.parameters())]
+
+
+@pytest.mark.parametrize(("layers", "bidirectional", "nonlinearity"), CASES)
+@pytest.mark.parametrize("inputs", ["onehot", "embedding", "features"])
+@pytest.mark.parametrize("output", ["steps", "last", "mean"])
+def test_outputs_states_and_every_gradient_equal_torchs_rnn(layers, bidirectional, nonlinearity, inputs, output):
+    torch.set_default_dtype(torch.float64)  # equal to rounding: compare where rounding is ~1e-16
+    try:
+        ours, theirs = pair(layers=layers, bidirectional=bidirectional, nonlinearity=nonlinearity, output=output,
+                            embedding=6 if inputs == "embedding" else None, vocab=3 if inputs == "features" else VOCAB)
+        x = torch.randn(4, 9, 3) if inputs == "features" else torch.randint(1, VOCAB, (4, 9))
+        h0 = torch.randn(layers * (2 if bidirectional else 1), 4, HIDDEN)
+        for a, b in zip(outputs_and_gradients(ours, x, h0), outputs_and_gradients(theirs, x, h0), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_float32_agrees_with_torch_to_single_precision():
+    ours, theirs = pair(layers=2)
+    x, h0 = torch.randint(1, VOCAB, (4, 35)), torch.randn(2, 4, HIDDEN)
+    for a, b in zip(outputs_and_gradients(ours, x, h0), outputs_and_gradients(theirs, x, h0), strict=True):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_the_kernel_replaces_nn_rnn_on_the_cpu_in_training_and_evaluation():
+    ours, theirs = pair(layers=2)
+    calls: list[str] = []
+    for name, model in (("ours", ours), ("theirs", theirs)):
+        model.rnn.register_forward_hook(lambda module, args, result, name=name: calls.append(name))
+    x = torch.randint(1, VOCAB, (3, 20))
+    ours.train()(x).sum().backward()
+    with torch.no_grad():
+        ours.eval()(x)
+        theirs.eval()(x)
+    assert calls == ["theirs"]  # the kernel never calls the nn.RNN module; cpu_kernel=false always does
+
+
+def test_padded_sequences_are_packed_through_nn_rnn_and_give_the_same_result():
+    """Packing is torch's: a padded batch for a many-to-one model goes to nn.RNN, unpadded rows to the kernel."""
+    ours, theirs = pair(output="last")
+    calls: list[int] = []
+    ours.rnn.register_forward_hook(lambda module, args, result: calls.append(1))
+    padded = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 2]])
+    torch.testing.assert_close(ours(padded), theirs(padded))
+    assert calls == [1]
+    torch.testing.assert_close(ours(padded[1:]), theirs(padded[1:]), atol=1e-6, rtol=1e-5)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("situation", ["meta device", "bfloat16", "autocast", "compiling", "tracing", "gru",
+                                       "padded"])
+def test_where_the_kernel_does_not_apply_torchs_layer_runs(situation, monkeypatch):
+    """CUDA (any non-CPU device; meta stands in), other dtypes, autocast, torch.compile, tracing and export, gated
+    layers and packed input keep torch's nn.RNN (cuDNN on CUDA, one op for export)."""
+    rnn, x = nn.RNN(VOCAB, HIDDEN), torch.randint(1, VOCAB, (9, 4))
+    assert rnn_kernel.applies(rnn, x, padded=False)
+    padded = situation == "padded"
+    if situation == "meta device":
+        x = x.to("meta")
+    elif situation == "bfloat16":
+        rnn = rnn.to(torch.bfloat16)
+    elif situation == "compiling":
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    elif situation == "tracing":
+        monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    elif situation == "gru":
+        rnn = nn.GRU(VOCAB, HIDDEN)
+    if situation == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not rnn_kernel.applies(rnn, x, padded=padded)
+    else:
+        assert not rnn_kernel.applies(rnn, x, padded=padded)
+
+
+def test_an_exported_model_records_torchs_rnn_operation():
+    """torch.export traces through dynamo: the graph gets aten.rnn_tanh, not 7 unrolled steps of the kernel."""
+    ours, _ = pair()
+    x = torch.randint(1, VOCAB, (2, 7))
+    exported = torch.export.export(ours.eval(), (x,))
+    targets = [str(node.target) for node in exported.graph.nodes]
+    assert "aten.rnn_tanh.input" in targets and not any("addmm" in t for t in targets)
+    torch.testing.assert_close(exported.module()(x), ours(x), atol=1e-6, rtol=1e-5)
+
+
+def test_cpu_kernel_is_an_option_of_the_plain_rnn_only():
+    with pytest.raises(ValueError, match="gru: cpu_kernel is an option of the plain rnn only"):
+        create("gru", num_classes=3, in_channels=4, input_size=None, cpu_kernel=False)
+
+
+def tiny_run(tmp_path: Path, name: str, cpu_kernel: bool) -> dict[str, float]:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("it is a truth universally acknowledged, that a single man in possession of a good fortune "
+                      "must be in want of a wife. " * 6, encoding="utf-8")
+    run = trainlab.train(model="rnn", data="text", out=tmp_path / "runs", name=name, epochs=2, seed=3,
+                         overrides=["data.path=" + str(corpus), "data.num_steps=10", "train.batch_size=4",
+                                    "model.hidden=16", "optim.name=sgd", "optim.lr=1.0",
+                                    f"model.cpu_kernel={str(cpu_kernel).lower()}", "callbacks.progress.style=none"])
+    return rundir.read_summary(run.path)["final"]
+
+
+def test_training_with_the_kernel_follows_torchs_run_to_float_precision(tmp_path: Path):
+    """Carried state across sequential batches, clipping, SGD: two epochs with the kernel and with nn.RNN."""
+    ours, theirs = tiny_run(tmp_path, "kernel", True), tiny_run(tmp_path, "torch", False)
+    assert ours.keys() == theirs.keys() and "val_ppl" in ours
+    for key in ("train_loss", "val_loss", "val_ppl", "train_ppl"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key
