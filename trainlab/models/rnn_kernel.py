@@ -66,8 +66,8 @@ def _direction(rnn: nn.RNN, layer: int, direction: int, inputs: torch.Tensor,
     bias = getattr(rnn, f"bias_ih{suffix}") + getattr(rnn, f"bias_hh{suffix}") if rnn.bias else None
     if torch.is_floating_point(inputs):
         projected = F.linear(inputs, w_ih, bias)
-    else:  # one-hot tokens: x·W_ih^T + b is the row of (W_ih^T + b) for each token
-        projected = F.embedding(inputs, w_ih.t() if bias is None else w_ih.t() + bias)
+    else:  # one-hot tokens: x·W_ih^T + b is the row of (W_ih^T + b) for each token; rows gather fast when contiguous
+        projected = F.embedding(inputs, (w_ih.t() if bias is None else w_ih.t() + bias).contiguous())
     projected = projected.flip(0) if direction else projected.contiguous()
     outputs = _Recurrence.apply(projected, h0, w_hh, rnn.nonlinearity)
     return (outputs.flip(0) if direction else outputs), outputs[-1]
