@@ -42,6 +42,7 @@ RUN_ALIASES = {
     "simple-cnn-digits-20261122-101500": "cnn", "house-prices": "houses",
     "mlp-digits-kfold5-20261122-101500": "kfold-interrupted", "mlp-cv": "kfold-interrupted",
     "search-mlp-digits": "search", "austen-char-lm": "char-lm", "austen-styles": "styles", "austen-novels": "novels",
+    "numbers-to-digits": "numbers",
 }
 # Documented values that stand for something the reader has: replaced in the command's text.
 TEXT_PLACEHOLDERS = {
@@ -144,6 +145,8 @@ def _write_runs(world: Path) -> None:
            "--set", "model.name=lstm", "--set", "model.hidden=32", "--set", "model.embedding=16", "--epochs", "1")
     _train(world, "novels", "train", "-c", str(ROOT / "configs/austen-novels.yaml"), "--set",
            f"data.root={world / 'DIR'}", "--epochs", "1")
+    _train(world, "numbers", "train", "--model", "seq2seq", "--data", "numbers-to-digits", "--set", "data.n=300",
+           "--set", "model.hidden=32", "--set", "model.embedding=16", "--epochs", "1")
     checkpoint = next((world / "runs/cnn/checkpoints").iterdir())
     shutil.copy(checkpoint / "model.safetensors", world / "resnet.safetensors")
     from safetensors.torch import load_file

@@ -3,6 +3,8 @@ decoding at evaluation) and exact-match scoring in the trainer's metrics."""
 
 from __future__ import annotations
 
+import json
+
 import math
 from pathlib import Path
 
@@ -150,10 +152,33 @@ def test_training_learns_to_reverse_and_reports_exact_match(reverse_run) -> None
     assert (reverse_run.path / "report.html").is_file()
 
 
-def test_predict_on_an_encoder_decoder_run_says_how_to_translate(reverse_run, run_cli) -> None:
-    code, out, err = run_cli("predict", reverse_run.path, "abc")
-    assert code == 2 and out == ""
-    assert "this run is an encoder-decoder: translate with trainlab.data.seq2seq.translate_ids" in err
+def test_predict_translates_source_strings_with_the_probability_of_each_output(reverse_run, run_cli) -> None:
+    code, out, err = run_cli("predict", reverse_run.path, "abc", "dca", "bb", "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in rows] == ["abc", "dca", "bb"]
+    assert sum(r["label"] == r["path"][::-1] for r in rows) >= 2, rows
+    assert all(0.0 < r["probability"] <= 1.0 for r in rows)
+    model = reverse_run.load_model()  # the probability is the product of the output's steps, <eos> included
+    vocab = s2s.Vocabulary.from_record(reverse_run.meta.preprocess)
+    record = reverse_run.meta.preprocess
+    with torch.no_grad():
+        steps = model(s2s.translate_ids(["abc"], vocab, record["source_length"], record["target_length"]))
+    top = steps.softmax(dim=-1).max(dim=-1)
+    length = top.indices[0].tolist().index(s2s.EOS) + 1
+    assert rows[0]["probability"] == pytest.approx(float(top.values[0, :length].prod()), rel=1e-5)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("", "a source string is empty"),
+    ("abcdab", "'abcdab' has 6 characters; this run reads sources of at most 4"),
+    ("abz!", "'abz!' holds characters the run's vocabulary lacks: 'z', '!'; it knows 'abcd'"),
+])
+def test_predict_refuses_a_source_the_run_cannot_read(reverse_run, run_cli, tmp_path: Path, source, message) -> None:
+    out_file = tmp_path / "translations.csv"
+    code, out, err = run_cli("predict", reverse_run.path, "ab", source, "--out", out_file)
+    assert code == 2 and out == "" and not out_file.exists()
+    assert message in err and err.count("error:") == 1 and "Traceback" not in err
 
 
 def test_a_trained_run_translates_new_strings(reverse_run) -> None:

@@ -46,7 +46,9 @@ feature column is an error, a category never seen in training a warning), and th
 
 Text classifier runs (the austen-novels dataset): each input is a passage to classify, given as the text
 itself or as a UTF-8 text file (an input naming an existing file is read); the novel and its probability
-are printed.  Language-model runs sample text with `trainlab generate` instead.
+are printed.  Encoder-decoder runs (seq2seq on numbers-to-digits or reverse-string): each input is a source
+string, translated by greedy decoding; the output and its probability (the product of its steps' probabilities,
+<eos> included) are printed.  Language-model runs sample text with `trainlab generate` instead.
 
 Test-time augmentation: a run trained with train.tta_flip=true was validated and tested on the average logits of
 each image and its left-right mirror, so predict does the same by default; --no-tta predicts from the image alone,
@@ -60,6 +62,7 @@ examples:
   trainlab predict runs/speedrun digit.png --no-tta
   trainlab predict runs/house-prices path/to/house-prices/test.csv --out submission.csv
   trainlab predict runs/austen-novels "It is a truth universally acknowledged" passage.txt
+  trainlab predict runs/numbers-to-digits "forty-two" "one thousand five"
 """
 
 
@@ -77,8 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr = subparsers.add_parser("predict", help="predict image files, or a CSV table, with a saved run",
                                description=PREDICT_DESCRIPTION, formatter_class=HelpFormatter)
     pr.add_argument("run_dir", help="run directory (a k-fold directory averages its fold models)")
-    pr.add_argument("inputs", nargs="+", help="image files, one CSV file for a run trained on a table, or passages "
-                    "(text or text files) for a text classifier run")
+    pr.add_argument("inputs", nargs="+", help="image files, one CSV file for a run trained on a table, passages "
+                    "(text or text files) for a text classifier run, or source strings for an encoder-decoder run")
     pr.add_argument("--out", default=None, help="write the predictions to this CSV file (for a table run: "
                     "a Kaggle-style submission, id column and target column)")
     add_force_flag(pr)

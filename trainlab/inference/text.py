@@ -1,4 +1,5 @@
-"""Using text runs: sampling text from a language model (``generate``) and classifying passages (``predict``).
+"""Using text runs: sampling text from a language model (``generate``), classifying passages and translating
+source strings with an encoder-decoder (``predict``).
 
 Generation feeds the prompt through the model once (its final hidden state summarises it), then samples one token
 at a time from ``softmax(logits / temperature)``, feeding each back with the carried state, so the cost per token
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from trainlab.data.bundle import DataMeta
+from trainlab.data.seq2seq import EOS, SPECIALS, decode_outputs, translate_ids
 from trainlab.data.text import Vocabulary, detokenize
 from trainlab.data.text_classify import passage_ids
 from trainlab.inference.outputs import Prediction, average_outputs
@@ -114,21 +116,16 @@ def read_passages(inputs: Sequence[str]) -> list[tuple[str, str]]:
     return passages
 
 
-# What predict says a text run is when it is not a classifier, and what to use instead.
-_TEXT_RUN_KINDS = {
-    "lm": "a language model: `trainlab generate` samples text from it",
-    "seq2seq": "an encoder-decoder: translate with trainlab.data.seq2seq.translate_ids and decode_outputs "
-               "(docs/sequences.md)",
-}
-
-
 def predict_texts(models: Sequence[nn.Module], inputs: Sequence[str], meta: DataMeta,
                   device: str | torch.device = "cpu") -> list[Prediction]:
-    """Class and probability of each passage (text or text file) with a sequence classifier run."""
+    """Class and probability of each passage (text or text file) with a sequence classifier run; with an
+    encoder-decoder run, :func:`translate_texts`."""
     record = meta.preprocess
+    if record.get("task") == "seq2seq":
+        return translate_texts(models, inputs, meta, device)
     if record.get("task") != "classify":
-        raise ValueError(f"this run is {_TEXT_RUN_KINDS.get(record.get('task'), 'not a text classifier')}; "
-                         "predict needs a text classifier run (dataset austen-novels)")
+        raise ValueError("this run is a language model: `trainlab generate` samples text from it; predict needs a "
+                         "text classifier run (dataset austen-novels) or an encoder-decoder run (seq2seq)")
     vocab = Vocabulary.from_record(record)
     passages = read_passages(inputs)
     x = passage_ids([text for _, text in passages], vocab).to(device)
@@ -136,6 +133,40 @@ def predict_texts(models: Sequence[nn.Module], inputs: Sequence[str], meta: Data
     classes = meta.classes or [str(i) for i in range(output.shape[1])]
     top = output.max(dim=1)
     return [Prediction(name, classes[int(i)], float(p)) for (name, _), p, i in zip(passages, top.values, top.indices)]
+
+
+def translate_texts(models: Sequence[nn.Module], sources: Sequence[str], meta: DataMeta,
+                    device: str | torch.device = "cpu") -> list[Prediction]:
+    """Each source string as an encoder-decoder run translates it (greedy decoding), with the probability of the
+    whole output: the product of its steps' probabilities up to and including ``<eos>``.  Fold models (a k-fold
+    directory) decode greedily each on its own and their per-step probabilities are averaged."""
+    record = meta.preprocess
+    vocab = Vocabulary.from_record(record)
+    for source in sources:
+        _check_source(source, vocab, record["source_length"])
+    x = translate_ids(list(sources), vocab, record["source_length"], record["target_length"]).to(device)
+    steps = average_outputs(models, x, meta.task).cpu()  # (n, target steps, vocabulary)
+    best = steps.max(dim=-1)
+    predictions = []
+    for row, (source, text) in enumerate(zip(sources, decode_outputs(steps, vocab))):
+        ids = best.indices[row].tolist()
+        length = ids.index(EOS) + 1 if EOS in ids else len(ids)
+        predictions.append(Prediction(_shorten(source), text, float(best.values[row, :length].prod())))
+    return predictions
+
+
+def _check_source(source: str, vocab: Vocabulary, source_length: int) -> None:
+    """Refuse a source the run cannot read: empty, longer than its training sources, or with unknown characters."""
+    if not source:
+        raise ValueError("a source string is empty; give the text to translate")
+    if len(source) > source_length:
+        raise ValueError(f"{_shorten(source)!r} has {len(source)} characters; this run reads sources of at most "
+                         f"{source_length} (the longest in its training data)")
+    missing = vocab.unknown(source)
+    if missing:
+        known = "".join(vocab.tokens[len(SPECIALS):])
+        raise ValueError(f"{_shorten(source)!r} holds characters the run's vocabulary lacks: "
+                         f"{', '.join(repr(c) for c in missing)}; it knows {known!r}")
 
 
 def _shorten(text: str, width: int = 40) -> str:
