@@ -75,3 +75,25 @@ def test_eval_matches_the_reported_test_metrics_with_tta(run: trainlab.Run, run_
     assert run.evaluate("test", device="cpu", tta=False)["test_loss"] != pytest.approx(reported["test_loss"])
     code, out, _ = run_cli("eval", run.path, "--device", "cpu")
     assert code == 0 and f"test_acc {reported['test_acc']:.2%}" in out
+
+
+def test_flip_tta_with_pca_whitening_is_refused_before_anything_is_written(run_cli, tmp_path: Path) -> None:
+    """PCA-whitened inputs are principal components in the image's shape: no left and right to mirror."""
+    code, _, err = run_cli("train", "--model", "mlp", "--epochs", "1", "--out", tmp_path / "runs", "--set",
+                           "data.whiten=pca", "--set", "train.tta_flip=true", "--set", "callbacks.progress.style=none")
+    assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
+    assert "flip test-time augmentation (train.tta_flip or --tta) mirrors the input images, but data.whiten=pca" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_predict_with_tta_on_a_pca_run_is_refused_and_zca_is_allowed(run_cli, tmp_path: Path, images) -> None:
+    runs = {}
+    for method in ("pca", "zca"):
+        runs[method] = trainlab.train("mlp", "digits", 1, out=tmp_path, name=method,
+                                      overrides={"data.whiten": method, "callbacks.progress.style": "none",
+                                                 "callbacks.plot_curves": None})
+    code, out, err = run_cli("predict", runs["pca"].path, str(images[0]), "--tta")
+    assert code == 2 and out == "" and "data.whiten=pca turns each image into principal components" in err
+    assert run_cli("predict", runs["pca"].path, str(images[0]))[0] == 0  # without the flip it predicts
+    code, out, err = run_cli("predict", runs["zca"].path, str(images[0]), "--tta")
+    assert code == 0, err

@@ -18,6 +18,7 @@ from torch import nn
 
 from trainlab import config as config_mod
 from trainlab import rundir
+from trainlab.data.whiten import check_flip
 from trainlab.engine import checkpoint
 from trainlab.engine.runtime import resolve_device
 from trainlab.inference.outputs import (
@@ -93,6 +94,7 @@ class RunDirectory:
             raise ValueError(f"run {self.path} was trained on {preprocess.get('kind', 'non-image')} data; "
                              "predict on image files needs an image run")
         flip = self.config.train.tta_flip if tta is None else tta
+        check_flip(preprocess, flip)
         return predict_images(self.load_models(device), paths, self.meta, device, tta_flip=flip)
 
     def predict_table(self, table: Any, device: str = "cpu") -> TablePrediction:

@@ -21,6 +21,7 @@ from trainlab import models, rundir, weights
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle, DataMeta
 from trainlab.data.loaders import BatchTransform, make_loader
+from trainlab.data.whiten import check_flip
 from trainlab.engine import autobatch, distributed, fastpath, sequence
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.runtime import choose_threads, resolve_device, resolve_precision, seed_everything
@@ -100,6 +101,7 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
         bundle = build_data(cfg)
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built
     meta = bundle.meta
+    check_flip(meta.preprocess, cfg.train.tta_flip)
     model = build_model(cfg, meta, model).to(device)
     if initialize and cfg.train.init_from:
         weights.init_model(model, cfg.train.init_from, trust_pickle=cfg.train.trust_pickle,

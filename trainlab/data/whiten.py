@@ -17,7 +17,7 @@ The record holds the mean and the matrix as lists, so ``predict`` applies exactl
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 
@@ -94,3 +94,17 @@ class Whitening:
             raise ValueError(f"whitening was fitted on {len(self.mean)} features but the input has {flat.shape[1]}")
         mean, matrix = self.mean.to(x.device), self.matrix.to(x.device)
         return ((flat - mean) @ matrix).view(x.shape)
+
+
+def check_flip(preprocess: Any, flip: bool) -> None:
+    """Refuse flip test-time augmentation on PCA-whitened inputs.
+
+    Flip TTA mirrors the model's input left to right.  ZCA-whitened images keep their pixels in place, so a mirror
+    is still a mirror; PCA-whitened ones hold principal components laid out in the image's shape, which have no left
+    and right — averaging with the "mirror" would average with noise.
+    """
+    whiten = preprocess.get("whiten") if isinstance(preprocess, dict) else None
+    if flip and isinstance(whiten, dict) and whiten.get("method") == "pca":
+        raise ValueError("flip test-time augmentation (train.tta_flip or --tta) mirrors the input images, but "
+                         "data.whiten=pca turns each image into principal components, which have no left and right; "
+                         "use data.whiten=zca (it keeps pixels in place) or leave the flip out")
