@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -78,7 +77,6 @@ def _from_pickle(path: Path, trust_pickle: bool) -> Any:
     except Exception as err:
         raise CheckpointError(f"{path} cannot be read as a PyTorch file ({type(err).__name__}: {_first_line(err)})") from None
     message = f"loading {path} with full unpickling (--trust-pickle): this runs any code the file contains"
-    warnings.warn(message, UserWarning, stacklevel=3)
     logger.warning(message)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)

@@ -77,11 +77,13 @@ def test_run_predicts_every_row_in_target_units(table_run: trainlab.Run, table_d
     assert 10_000 < np.median(values) < 1_000_000
 
 
-def test_unseen_category_warns_and_still_predicts(table_run: trainlab.Run, table_dir: Path) -> None:
+def test_unseen_category_warns_and_still_predicts(table_run: trainlab.Run, table_dir: Path, caplog) -> None:
     frame = make_table(4, 2, with_target=False)
     frame.loc[0, "color"] = "purple"
-    with pytest.warns(UserWarning, match=r"column 'color'.*purple"):
+    with caplog.at_level("WARNING", logger="trainlab"):
         prediction = table_run.predict_table(frame)
+    assert [r.getMessage() for r in caplog.records] == [
+        "column 'color': 1 value(s) not seen in training (purple) are encoded as <unknown>"]
     assert len(prediction) == 4 and all(v > 0 for v in prediction.values)
 
 

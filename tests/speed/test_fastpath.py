@@ -71,9 +71,11 @@ def test_fused_run_trains_end_to_end(tmp_path) -> None:
     assert s.fast.fused and s.trainer.fit().epoch == 1
 
 
-def test_fused_falls_back_with_a_warning_for_optimizers_without_a_fused_kernel(tmp_path) -> None:
-    with pytest.warns(UserWarning, match="RMSprop has no fused kernel"):
+def test_fused_falls_back_with_a_warning_for_optimizers_without_a_fused_kernel(tmp_path, caplog) -> None:
+    with caplog.at_level("WARNING", logger="trainlab"):
         s = session(tmp_path, **{"train.fused": True, "optim.name": "rmsprop"})
+    assert ("train.fused: RMSprop has no fused kernel (sgd, adam and adamw do); using its default implementation"
+            in [r.getMessage() for r in caplog.records])
     assert not s.fast.fused
 
 
@@ -154,7 +156,7 @@ def test_nan_guard_explicit_every_still_reads_on_that_interval() -> None:
     assert state.failed and "step 3" in state.stop_reason
 
 
-def test_precision_auto_is_fp32_on_cpu_and_bf16_is_honoured_where_onednn_has_it(monkeypatch) -> None:
+def test_precision_auto_is_fp32_on_cpu_and_bf16_is_honoured_where_onednn_has_it(monkeypatch, caplog) -> None:
     from trainlab.engine import runtime
 
     cpu = torch.device("cpu")
@@ -162,10 +164,12 @@ def test_precision_auto_is_fp32_on_cpu_and_bf16_is_honoured_where_onednn_has_it(
     monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: True)
     assert runtime.resolve_precision("bf16", cpu) is torch.bfloat16
     monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: False)
-    with pytest.warns(UserWarning, match="needs a CPU with AVX-512"):
+    with caplog.at_level("WARNING", logger="trainlab"):
         assert runtime.resolve_precision("bf16", cpu) is None
-    with pytest.warns(UserWarning, match="'fp16' is not supported on cpu"):
         assert runtime.resolve_precision("fp16", cpu) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "precision 'bf16' needs a CPU with AVX-512 (oneDNN bf16); training in fp32",
+        "precision 'fp16' is not supported on cpu; training in fp32 (bf16 works on CUDA and on AVX-512 CPUs, fp16 on CUDA)"]
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import logging
 import lzma
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -166,8 +165,8 @@ def _one_hot(series: pd.Series, info: dict[str, Any]) -> np.ndarray:
     unseen = sorted(set(text[(slots == len(categories) + 1) & ~missing].tolist()))
     if unseen:
         shown = ", ".join(unseen[:5]) + (" ..." if len(unseen) > 5 else "")
-        warnings.warn(f"column '{info['name']}': {len(unseen)} value(s) not seen in training ({shown}) "
-                      f"are encoded as {UNKNOWN}", UserWarning, stacklevel=3)
+        logger.warning(f"column '{info['name']}': {len(unseen)} value(s) not seen in training ({shown}) "
+                       f"are encoded as {UNKNOWN}")
     out = np.zeros((len(series), len(categories) + 2))
     out[np.arange(len(series)), slots] = 1.0
     return out
@@ -262,7 +261,7 @@ def _target(df: pd.DataFrame, target: str, task: str, log_target: bool,
     """Rows with a target and the encoded target (class index or float, finite)."""
     keep = df[target].notna().to_numpy()
     if not keep.all():
-        warnings.warn(f"csv: dropping {int((~keep).sum())} row(s) without a '{target}' value", UserWarning, stacklevel=3)
+        logger.warning(f"csv: dropping {int((~keep).sum())} row(s) without a '{target}' value")
     df = df[keep]
     if task == "classification":
         text, _ = _as_text(df[target])

@@ -21,9 +21,9 @@ whose peak is in :data:`PEAK_TFLOPS`, the model-FLOP utilization (MFU).
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,6 +33,8 @@ from torch import nn
 
 from trainlab.engine.runtime import rng_restore, rng_snapshot
 from trainlab.models.macs import COUNTED, layer_macs
+
+logger = logging.getLogger(__name__)
 
 AUTO_COMPILE_MIN_STEPS = 2000
 FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
@@ -98,8 +100,8 @@ def fuse_optimizer(optimizer: torch.optim.Optimizer, setting: bool | str,
         return optimizer, False
     if type(optimizer) not in FUSABLE:
         if setting is True:
-            warnings.warn(f"train.fused: {type(optimizer).__name__} has no fused kernel (sgd, adam and adamw do); "
-                          "using its default implementation", stacklevel=2)
+            logger.warning(f"train.fused: {type(optimizer).__name__} has no fused kernel (sgd, adam and adamw do); "
+                           "using its default implementation")
         return optimizer, False
     if optimizer.state:
         raise RuntimeError("fuse_optimizer must run before the first optimizer step")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import statistics
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from trainlab.engine import distributed
+
+logger = logging.getLogger(__name__)
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
@@ -75,11 +77,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if device.type == "cpu" and precision == "bf16":
         if cpu_supports_bf16():
             return torch.bfloat16
-        warnings.warn("precision 'bf16' needs a CPU with AVX-512 (oneDNN bf16); training in fp32", stacklevel=2)
+        logger.warning("precision 'bf16' needs a CPU with AVX-512 (oneDNN bf16); training in fp32")
         return None
     if device.type != "cuda":
-        warnings.warn(f"precision '{precision}' is not supported on {device.type}; training in fp32 "
-                      "(bf16 works on CUDA and on AVX-512 CPUs, fp16 on CUDA)", stacklevel=2)
+        logger.warning(f"precision '{precision}' is not supported on {device.type}; training in fp32 "
+                       "(bf16 works on CUDA and on AVX-512 CPUs, fp16 on CUDA)")
         return None
     if precision == "fp16":
         return torch.float16

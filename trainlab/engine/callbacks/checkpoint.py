@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from typing import Any, Literal, Mapping
 
 import torch
@@ -80,8 +79,8 @@ class CheckpointCallback(Callback):
     def _save(self, trainer: TrainerView, state: TrainState, kind: str, keep: int) -> None:
         if not weights_finite(trainer.model):
             if not self._warned_non_finite:  # once per run: every later save would repeat it
-                warnings.warn(f"checkpoint '{kind}' at step {state.step} skipped: the weights hold NaN or Inf "
-                              "(the previous checkpoint is kept; later ones are skipped too)", stacklevel=3)
+                logger.warning(f"checkpoint '{kind}' at step {state.step} skipped: the weights hold NaN or Inf "
+                               "(the previous checkpoint is kept; later ones are skipped too)")
                 self._warned_non_finite = True
             return
         trainer.save_checkpoint(kind, keep=keep)
