@@ -36,6 +36,7 @@ import torch
 from trainlab import atomic
 from trainlab.atomic import NON_FINITE, restore_non_finite, write_csv, write_json  # noqa: F401  (rundir's API)
 from trainlab.config import RunConfig, dump_yaml, flatten, read_yaml, set_dotted, validate
+from trainlab.data import whiten
 from trainlab.data.bundle import DataMeta
 from trainlab.engine import checkpoint
 from trainlab.models import custom
@@ -44,6 +45,7 @@ from trainlab.version import __version__
 # A single run: ``<out>/<name>/``.
 CONFIG_FILE = "config.yaml"  # the resolved config, loadable by ``trainlab train -c``
 DATA_FILE = "data.json"  # DataMeta: task, input shape, classes, the preprocessing predict applies
+WHITEN_FILE = "whitening.safetensors"  # data.whiten's mean and matrix (features² numbers), named by data.json
 SUMMARY_FILE = "summary.json"  # SUMMARY_SCHEMA below
 METRICS_FILE = "metrics.csv"  # one row per epoch
 CURVES_FILE = "curves.png"
@@ -293,17 +295,27 @@ def _typed_paths(path: Path, cfg: RunConfig) -> dict[str, str]:
 
 
 def write_data_meta(run_dir: Path, meta: DataMeta) -> None:
-    """``data.json``: the DataMeta (task, input shape, classes, preprocessing record) stamped with DATA_SCHEMA."""
-    write_json(run_dir / DATA_FILE, {"schema": DATA_SCHEMA, **meta.to_dict()})
+    """``data.json``: the DataMeta stamped with DATA_SCHEMA; whitening's arrays go to WHITEN_FILE, which it names."""
+    preprocess, arrays = meta.preprocess, whiten.whitening_arrays(meta.preprocess)
+    if arrays:
+        atomic.write_bytes(run_dir / WHITEN_FILE, whiten.arrays_bytes(arrays))
+        preprocess = whiten.without_arrays(preprocess, file=WHITEN_FILE)
+    write_json(run_dir / DATA_FILE, {"schema": DATA_SCHEMA, **meta.to_dict(), "preprocess": preprocess})
 
 
 def read_data_meta(run_dir: Path) -> DataMeta:
-    """``data.json`` of this or an older trainlab (without ``schema``: schema 1, as 0.1.0 wrote it)."""
+    """``data.json`` of this or an older trainlab (without ``schema``: schema 1, as 0.1.0 wrote it; whitening's
+    arrays inline, as trainlab wrote them before WHITEN_FILE)."""
     path = run_dir / DATA_FILE
     data = read_json(path)
     schema = data.get("schema", 1) if isinstance(data, dict) else None
     if schema != DATA_SCHEMA:
         raise RunDirError(f"{path} has data schema {schema}; this trainlab {__version__} reads schema {DATA_SCHEMA}")
+    record = data.get("preprocess", {}).get("whiten") if isinstance(data.get("preprocess"), dict) else None
+    if isinstance(record, dict) and "file" in record:  # only WHITEN_FILE beside it, never a path a file names
+        if record["file"] != WHITEN_FILE:
+            raise RunDirError(f"{path} names whitening arrays in {record['file']!r}; trainlab reads {WHITEN_FILE}")
+        data["preprocess"] = whiten.with_arrays(data["preprocess"], whiten.read_arrays(run_dir / WHITEN_FILE), "file")
     try:
         return DataMeta.from_dict(data, where=str(path))
     except (KeyError, TypeError) as err:

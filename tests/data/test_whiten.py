@@ -4,6 +4,7 @@ the run and applied identically to raw inputs at predict time."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,45 @@ def test_whitening_a_one_feature_table_is_refused(run_cli, tmp_path: Path) -> No
                            "--set", "data.target=label", "--set", "data.whiten=pca")
     assert code == 2 and err.startswith("error: data.whiten:") and "1 feature" in err and "at least 2" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_whitening_arrays_live_beside_data_json_and_read_back_exactly(tmp_path: Path) -> None:
+    """features² numbers do not belong in data.json: it names whitening.safetensors, which holds them in float32."""
+    bundle = build("digits", whiten="zca", whiten_eps=0.01)
+    rundir.write_data_meta(tmp_path, bundle.meta)
+    data = json.loads((tmp_path / rundir.DATA_FILE).read_text())
+    assert data["preprocess"]["whiten"] == {"method": "zca", "eps": 0.01, "file": rundir.WHITEN_FILE}
+    assert (tmp_path / rundir.DATA_FILE).stat().st_size < 5_000 < (tmp_path / rundir.WHITEN_FILE).stat().st_size
+    assert rundir.read_data_meta(tmp_path) == bundle.meta  # every number as the fit made it
+
+
+def test_a_data_json_with_the_arrays_inline_still_reads(tmp_path: Path) -> None:
+    """Runs written before whitening.safetensors hold the mean and matrix in data.json itself."""
+    bundle = build("digits", whiten="pca")
+    rundir.write_json(tmp_path / rundir.DATA_FILE, {"schema": rundir.DATA_SCHEMA, **bundle.meta.to_dict()})
+    assert rundir.read_data_meta(tmp_path) == bundle.meta
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("missing", "whitening.safetensors is missing: it holds the run's whitening"),
+    ("foreign", "holds ['weights'], not whitening's ['mean', 'matrix']"),
+    ("garbage", "is not the safetensors file trainlab wrote"),
+    ("elsewhere", "names whitening arrays in '../other.safetensors'; trainlab reads whitening.safetensors"),
+])
+def test_a_missing_or_wrong_whitening_file_is_an_error_naming_it(tmp_path: Path, damage: str, message: str) -> None:
+    from safetensors.torch import save_file
+
+    rundir.write_data_meta(tmp_path, build("digits", whiten="zca").meta)
+    arrays = tmp_path / rundir.WHITEN_FILE
+    if damage == "missing":
+        arrays.unlink()
+    elif damage == "foreign":
+        save_file({"weights": torch.zeros(2)}, arrays)
+    elif damage == "garbage":
+        arrays.write_bytes(b"not safetensors")
+    else:
+        data = json.loads((tmp_path / rundir.DATA_FILE).read_text())
+        data["preprocess"]["whiten"]["file"] = "../other.safetensors"
+        (tmp_path / rundir.DATA_FILE).write_text(json.dumps(data))
+    with pytest.raises((ValueError, FileNotFoundError, rundir.RunDirError), match=re.escape(message)):
+        rundir.read_data_meta(tmp_path)

@@ -17,8 +17,11 @@ The record holds the mean and the matrix as lists, so ``predict`` applies exactl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
+import safetensors
+import safetensors.torch
 import torch
 
 from trainlab.data.preprocess import WhitenRecord
@@ -80,6 +83,51 @@ def fit_whitening(method: str, mean: torch.Tensor, cov: torch.Tensor, eps: float
     return {"method": method, "eps": float(eps), "mean": mean.float().double().tolist(),  # type: ignore[typeddict-item]
             "matrix": as_float32.tolist()}
 
+
+ARRAY_KEYS = ("mean", "matrix")  # a record's bulk: features and features² numbers, kept out of data.json
+
+
+def whitening_arrays(preprocess: Any) -> dict[str, torch.Tensor]:
+    """The whitening record's mean and matrix as float32 tensors (the values it holds are float32 already), or {}
+    when the preprocessing has no whitening or its arrays are not inline."""
+    record = preprocess.get("whiten") if isinstance(preprocess, dict) else None
+    if not isinstance(record, dict) or not all(key in record for key in ARRAY_KEYS):
+        return {}
+    return {key: torch.tensor(record[key], dtype=torch.float32) for key in ARRAY_KEYS}
+
+
+def without_arrays(preprocess: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The preprocessing record with the whitening record's mean and matrix left out, ``extra`` keys added to it
+    (e.g. the file that holds them); unchanged without whitening."""
+    record = preprocess.get("whiten")
+    if not isinstance(record, dict):
+        return preprocess
+    return {**preprocess, "whiten": {**{k: v for k, v in record.items() if k not in ARRAY_KEYS}, **extra}}
+
+
+def with_arrays(preprocess: dict[str, Any], arrays: dict[str, torch.Tensor], drop: str) -> dict[str, Any]:
+    """Inverse of :func:`without_arrays`: the arrays put back (as the lists a fit makes, exactly), key ``drop``
+    removed."""
+    record = {k: v for k, v in preprocess["whiten"].items() if k != drop}
+    return {**preprocess, "whiten": {**record, **{key: arrays[key].double().tolist() for key in ARRAY_KEYS}}}
+
+
+def arrays_bytes(arrays: dict[str, torch.Tensor]) -> bytes:
+    """:func:`whitening_arrays` as a safetensors file's bytes (a format that never executes code on load)."""
+    return safetensors.torch.save(arrays)
+
+
+def read_arrays(path: Path) -> dict[str, torch.Tensor]:
+    """The arrays :func:`arrays_bytes` wrote to ``path``; a missing, damaged or foreign file is an error naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: it holds the run's whitening (mean and matrix)")
+    try:
+        arrays = safetensors.torch.load_file(path)
+    except (OSError, safetensors.SafetensorError) as err:
+        raise ValueError(f"{path} is not the safetensors file trainlab wrote ({err})") from None
+    if set(arrays) != set(ARRAY_KEYS):
+        raise ValueError(f"{path} holds {sorted(arrays)}, not whitening's {list(ARRAY_KEYS)}")
+    return arrays
 
 class Whitening:
     """A whitening record as a callable on batches ``(N, ...)``: flatten, ``(x - mean) @ matrix``, reshape back."""

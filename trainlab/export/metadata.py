@@ -12,6 +12,7 @@ from typing import Any
 
 from trainlab import rundir
 from trainlab.data.bundle import DataMeta
+from trainlab.data.whiten import without_arrays
 from trainlab.export.check import CheckResult
 from trainlab.export.graph import RAW_MAX, input_name, output_name, raw_input_shape
 
@@ -90,7 +91,7 @@ def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path
         "in_graph": graph_steps(preprocess, meta.task, tta_flip, folds),
         "after_graph": after_steps(meta),
         "tta_flip": tta_flip,
-        "preprocess": preprocess,
+        "preprocess": without_arrays(preprocess),  # whitening is in the graph: its method, not its matrix
         "check": check.to_dict() if check is not None else None,
         "versions": rundir.versions(),
     }
