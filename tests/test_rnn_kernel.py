@@ -60,29 +60,59 @@ def test_float32_agrees_with_torch_to_single_precision():
         torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
 
 
-def test_the_kernel_replaces_nn_rnn_on_the_cpu_in_training_and_evaluation():
-    ours, theirs = pair(layers=2)
+def count_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each run of the kernel ("kernel") and of nn.RNN's forward ("nn.RNN"), in order (no hooks: a forward
+    hook on the layer makes the kernel stand aside)."""
     calls: list[str] = []
-    for name, model in (("ours", ours), ("theirs", theirs)):
-        model.rnn.register_forward_hook(lambda module, args, result, name=name: calls.append(name))
+    kernel, torchs = rnn_kernel.run, nn.RNN.forward
+
+    def run(*args, **kwargs):
+        calls.append("kernel")
+        return kernel(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        calls.append("nn.RNN")
+        return torchs(self, *args, **kwargs)
+
+    monkeypatch.setattr(rnn_kernel, "run", run)
+    monkeypatch.setattr(nn.RNN, "forward", forward)
+    return calls
+
+
+def test_the_kernel_replaces_nn_rnn_on_the_cpu_in_training_and_evaluation(monkeypatch):
+    ours, theirs = pair(layers=2)
+    calls = count_calls(monkeypatch)
     x = torch.randint(1, VOCAB, (3, 20))
     ours.train()(x).sum().backward()
     with torch.no_grad():
         ours.eval()(x)
         theirs.eval()(x)
-    assert calls == ["theirs"]  # the kernel never calls the nn.RNN module; cpu_kernel=false always does
+    assert calls == ["kernel", "kernel", "nn.RNN"]  # cpu_kernel=false always calls nn.RNN
 
 
-def test_padded_sequences_are_packed_through_nn_rnn_and_give_the_same_result():
+def test_padded_sequences_are_packed_through_nn_rnn_and_give_the_same_result(monkeypatch):
     """Packing is torch's: a padded batch for a many-to-one model goes to nn.RNN, unpadded rows to the kernel."""
     ours, theirs = pair(output="last")
-    calls: list[int] = []
-    ours.rnn.register_forward_hook(lambda module, args, result: calls.append(1))
     padded = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 2]])
-    torch.testing.assert_close(ours(padded), theirs(padded))
-    assert calls == [1]
-    torch.testing.assert_close(ours(padded[1:]), theirs(padded[1:]), atol=1e-6, rtol=1e-5)
-    assert calls == [1]
+    want_padded, want_full = theirs(padded), theirs(padded[1:])
+    calls = count_calls(monkeypatch)
+    torch.testing.assert_close(ours(padded), want_padded)
+    torch.testing.assert_close(ours(padded[1:]), want_full, atol=1e-6, rtol=1e-5)
+    assert calls == ["nn.RNN", "kernel"]
+
+
+def test_a_forward_hook_on_the_layer_gets_torchs_forward_and_summary_counts_the_layer(monkeypatch, run_cli):
+    """Hooks (trainlab summary, inspect, a user's) expect nn.RNN's forward to run: the kernel stands aside."""
+    ours, _ = pair()
+    calls = count_calls(monkeypatch)
+    seen: list[tuple[int, ...]] = []
+    handle = ours.rnn.register_forward_hook(lambda module, args, result: seen.append(tuple(result[0].shape)))
+    ours(torch.randint(1, VOCAB, (3, 6)))
+    handle.remove()
+    ours(torch.randint(1, VOCAB, (3, 6)))
+    assert calls == ["nn.RNN", "kernel"] and seen == [(3, 6, HIDDEN)]
+    code, out, _ = run_cli("summary", "rnn")  # 35 steps × 256 × (80 + 256) for the layer, 35 × 256 × 10 for the head
+    assert code == 0 and "3,010,560" in out and "3,100,160 MACs per example" in out
 
 
 @pytest.mark.parametrize("situation", ["meta device", "bfloat16", "autocast", "compiling", "tracing", "gru",
@@ -136,9 +166,13 @@ def tiny_run(tmp_path: Path, name: str, cpu_kernel: bool) -> dict[str, float]:
     return rundir.read_summary(run.path)["final"]
 
 
-def test_training_with_the_kernel_follows_torchs_run_to_float_precision(tmp_path: Path):
+def test_training_with_the_kernel_follows_torchs_run_to_float_precision(tmp_path: Path, monkeypatch):
     """Carried state across sequential batches, clipping, SGD: two epochs with the kernel and with nn.RNN."""
-    ours, theirs = tiny_run(tmp_path, "kernel", True), tiny_run(tmp_path, "torch", False)
+    calls = count_calls(monkeypatch)
+    ours = tiny_run(tmp_path, "kernel", True)
+    kernel_runs, calls[:] = calls.count("kernel"), []
+    theirs = tiny_run(tmp_path, "torch", False)
+    assert kernel_runs > 10 and "kernel" not in calls  # no hook left on the layer keeps trainlab's loop off it
     assert ours.keys() == theirs.keys() and "val_ppl" in ours
     for key in ("train_loss", "val_loss", "val_ppl", "train_ppl"):
         assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key

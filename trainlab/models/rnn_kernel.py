@@ -13,8 +13,9 @@ large share of a batch.  This kernel computes the same function with fewer and l
   over all steps at the end; autograd sees a single node per layer and direction.
 
 It is used where it is exact: on the CPU, in float32/float64 without autocast, on unpadded input, and not under
-``torch.compile``, tracing or export (which need the one ``nn.RNN`` operation).  Everywhere else (CUDA's cuDNN
-kernels, packed sequences, export) the model calls ``torch.nn.RNN`` itself.  The parameters stay those of the
+``torch.compile``, tracing or export (which need the one ``nn.RNN`` operation) nor while forward hooks watch the
+layer (``trainlab summary`` counts its work through them).  Everywhere else (CUDA's cuDNN kernels, packed
+sequences, export, hooks) the model calls ``torch.nn.RNN`` itself.  The parameters stay those of the
 model's ``nn.RNN``; ``tests/test_rnn_kernel.py`` checks outputs, final states and every gradient against it.
 """
 
@@ -30,9 +31,17 @@ DTYPES = (torch.float32, torch.float64)
 
 def applies(rnn: nn.Module, inputs: torch.Tensor, padded: bool) -> bool:
     """Whether this kernel runs ``rnn`` on ``inputs`` (see the module docstring for why each condition)."""
-    return (isinstance(rnn, nn.RNN) and inputs.device.type == "cpu" and not padded
+    return (isinstance(rnn, nn.RNN) and inputs.device.type == "cpu" and not padded and not _watched(rnn)
             and rnn.weight_hh_l0.dtype in DTYPES and not torch.is_autocast_enabled("cpu")
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+
+
+def _watched(layer: nn.Module) -> bool:
+    """Whether forward hooks expect the layer's own forward to run: ``trainlab summary`` and ``inspect`` count its
+    work and shapes that way, and so may a user's hook."""
+    hooks = nn.modules.module
+    return bool(layer._forward_hooks or layer._forward_pre_hooks or hooks._global_forward_hooks
+                or hooks._global_forward_pre_hooks)
 
 
 def run(rnn: nn.RNN, inputs: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
