@@ -4,7 +4,8 @@
 The d2l model's shapes by default: one-hot characters (vocabulary 77), hidden 256, batch 32 × 35 steps, a linear
 output layer and cross-entropy on every step — what one training step computes before the optimizer.  Each round
 times ``--steps`` steps of each variant; the line per thread count gives every variant's fastest and median round
-and the ratio of the medians (``nn.RNN`` / kernel: how many times faster the kernel is).
+and the ratio of the medians (``nn.RNN`` / kernel: how many times faster the kernel is), and the speed of the one
+product both must repeat every step (state 32×256 times ``W_hh`` 256×256) in GFLOP/s: what bounds either.
 
 Run: ``python bench/rnn_kernel.py [--threads 1 2] [--rounds 8] [--steps 40]``
 """
@@ -55,6 +56,17 @@ def time_round(step: Callable[[torch.Tensor, torch.Tensor], None], batches: list
     return (time.perf_counter() - started) / len(batches) * 1e3
 
 
+def recurrent_product_gflops(repeats: int = 2000) -> float:
+    """GFLOP/s of one step's ``h @ W_hh^T`` (32×256 by 256×256), the product no implementation can avoid."""
+    h, weight, out = torch.randn(BATCH, HIDDEN), torch.randn(HIDDEN, HIDDEN), torch.empty(BATCH, HIDDEN)
+    for _ in range(50):
+        torch.mm(h, weight.t(), out=out)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(h, weight.t(), out=out)
+    return 2 * BATCH * HIDDEN * HIDDEN * repeats / (time.perf_counter() - started) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -80,6 +92,7 @@ def main() -> None:
                           "fastest_ms": {k: round(min(v), 3) for k, v in times.items()},
                           "median_ms": {k: round(v, 3) for k, v in median.items()},
                           "speedup_median": round(median["nn.RNN"] / median["kernel"], 3),
+                          "recurrent_product_gflops": round(recurrent_product_gflops(), 1),
                           "load_avg_1min": round(os.getloadavg()[0], 2), "torch": torch.__version__,
                           "python": platform.python_version()}), flush=True)
 

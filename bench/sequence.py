@@ -249,12 +249,12 @@ def main() -> None:
                                        "chars_per_s": chars_per_s, **stats, **env, "threads_used": threads_used,
                                        "load_avg_1min_after": os.getloadavg()[0]})), flush=True)
     if args.rounds > 1:
-        print(json.dumps(_rounded(summary(speeds, common))), flush=True)
+        print(json.dumps(_rounded(summary(speeds, common, args.rounds))), flush=True)
 
 
-def summary(speeds: dict[str, list[float]], common: dict[str, Any]) -> dict[str, Any]:
+def summary(speeds: dict[str, list[float]], common: dict[str, Any], rounds: int) -> dict[str, Any]:
     """Median characters/s of each variant, and the median over rounds of each variant's ratio to ``d2l``."""
-    line: dict[str, Any] = {**common, "variant": "summary", "rounds": len(next(iter(speeds.values())))}
+    line: dict[str, Any] = {**common, "variant": "summary", "rounds": rounds}
     line["median_chars_per_s"] = {name: statistics.median(values) for name, values in speeds.items()}
     if "d2l" in speeds:
         line["median_ratio_to_d2l"] = {name: statistics.median(v / d for v, d in zip(values, speeds["d2l"]))

@@ -176,3 +176,14 @@ def test_training_with_the_kernel_follows_torchs_run_to_float_precision(tmp_path
     assert ours.keys() == theirs.keys() and "val_ppl" in ours
     for key in ("train_loss", "val_loss", "val_ppl", "train_ppl"):
         assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key
+
+
+@pytest.mark.parametrize(("model", "value", "message"), [
+    ("rnn", "maybe", "config error at model.cpu_kernel: got 'maybe'; Input should be a valid boolean"),
+    ("gru", "false", "gru: cpu_kernel is an option of the plain rnn only"),
+])
+def test_a_bad_cpu_kernel_setting_is_one_error_and_writes_nothing(run_cli, tmp_path: Path, model, value, message):
+    code, out, err = run_cli("train", "--model", model, "--data", "austen", "--epochs", "1", "--out", tmp_path / "runs",
+                             "--set", f"model.cpu_kernel={value}", "--set", "callbacks.progress.style=none")
+    assert code == 2 and out == "" and message in err and err.count("error:") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

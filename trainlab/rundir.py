@@ -304,18 +304,18 @@ def write_data_meta(run_dir: Path, meta: DataMeta) -> None:
 
 
 def read_data_meta(run_dir: Path) -> DataMeta:
-    """``data.json`` of this or an older trainlab (without ``schema``: schema 1, as 0.1.0 wrote it; whitening's
-    arrays inline, as trainlab wrote them before WHITEN_FILE)."""
+    """``data.json`` of this or an older trainlab (without ``schema``: 0.1.0's schema 1; whitening arrays inline)."""
     path = run_dir / DATA_FILE
     data = read_json(path)
     schema = data.get("schema", 1) if isinstance(data, dict) else None
     if schema != DATA_SCHEMA:
         raise RunDirError(f"{path} has data schema {schema}; this trainlab {__version__} reads schema {DATA_SCHEMA}")
-    record = data.get("preprocess", {}).get("whiten") if isinstance(data.get("preprocess"), dict) else None
-    if isinstance(record, dict) and "file" in record:  # only WHITEN_FILE beside it, never a path a file names
+    preprocess = data.get("preprocess")
+    record = preprocess.get("whiten") if isinstance(preprocess, dict) else None
+    if isinstance(record, dict) and "file" in record:  # only WHITEN_FILE beside it, never a path the file names
         if record["file"] != WHITEN_FILE:
             raise RunDirError(f"{path} names whitening arrays in {record['file']!r}; trainlab reads {WHITEN_FILE}")
-        data["preprocess"] = whiten.with_arrays(data["preprocess"], whiten.read_arrays(run_dir / WHITEN_FILE), "file")
+        data["preprocess"] = whiten.with_arrays(preprocess, whiten.read_arrays(run_dir / WHITEN_FILE))
     try:
         return DataMeta.from_dict(data, where=str(path))
     except (KeyError, TypeError) as err:

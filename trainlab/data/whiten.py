@@ -105,11 +105,11 @@ def without_arrays(preprocess: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {**preprocess, "whiten": {**{k: v for k, v in record.items() if k not in ARRAY_KEYS}, **extra}}
 
 
-def with_arrays(preprocess: dict[str, Any], arrays: dict[str, torch.Tensor], drop: str) -> dict[str, Any]:
-    """Inverse of :func:`without_arrays`: the arrays put back (as the lists a fit makes, exactly), key ``drop``
-    removed."""
-    record = {k: v for k, v in preprocess["whiten"].items() if k != drop}
-    return {**preprocess, "whiten": {**record, **{key: arrays[key].double().tolist() for key in ARRAY_KEYS}}}
+def with_arrays(preprocess: dict[str, Any], arrays: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Inverse of ``without_arrays(preprocess, file=…)``: the arrays put back as the lists a fit makes (float32
+    values, so exactly), the ``file`` key that named them removed."""
+    record = {k: v for k, v in preprocess["whiten"].items() if k != "file"}
+    return {**preprocess, "whiten": {**record, **{key: arrays[key].tolist() for key in ARRAY_KEYS}}}
 
 
 def arrays_bytes(arrays: dict[str, torch.Tensor]) -> bytes:
@@ -128,6 +128,7 @@ def read_arrays(path: Path) -> dict[str, torch.Tensor]:
     if set(arrays) != set(ARRAY_KEYS):
         raise ValueError(f"{path} holds {sorted(arrays)}, not whitening's {list(ARRAY_KEYS)}")
     return arrays
+
 
 class Whitening:
     """A whitening record as a callable on batches ``(N, ...)``: flatten, ``(x - mean) @ matrix``, reshape back."""

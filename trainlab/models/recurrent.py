@@ -101,25 +101,21 @@ class RecurrentNet(nn.Module):
 
     def _run_kernel(self, x: torch.Tensor, state: State | None, tokens: bool) -> tuple[torch.Tensor, State]:
         """:meth:`run` through :mod:`~trainlab.models.rnn_kernel`: time-major throughout, one-hot tokens as ids."""
-        if tokens:
-            self._check_tokens(x)
-            inputs = x.t().long() if self.embed is None else self.drop(self.embed(x.t()))
-        else:
-            inputs = self._features(x).transpose(0, 1)
+        inputs = self._encode(x, ids=True) if tokens else self._features(x).transpose(0, 1)
         outputs, new_state = rnn_kernel.run(self.rnn, inputs, state)  # type: ignore[arg-type]
         if self.output == "steps":  # the head on time-major outputs, then the (smaller) logits to batch-first
             return self.head(self.drop(outputs)).transpose(0, 1), new_state
         return self.head(self.drop(self._pool(outputs.transpose(0, 1), new_state, None))), new_state
 
-    def _check_tokens(self, x: torch.Tensor) -> None:
+    def _encode(self, x: torch.Tensor, ids: bool = False) -> torch.Tensor:
+        """Token ids ``(batch, steps)`` as the layer's input; ``ids``: the kernel's form, time-major, one-hot tokens
+        left as ids (it looks their columns up instead of multiplying by one-hot vectors)."""
         if x.dim() != 2:
             raise ValueError(f"{self.kind}: token input must be (batch, steps) ids, got shape {tuple(x.shape)}")
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_tokens(x)
+        x = x.t() if ids else x
         if self.embed is not None:
             return self.drop(self.embed(x))
-        return nn.functional.one_hot(x.long(), self.in_channels).to(self.head.weight.dtype)
+        return x.long() if ids else nn.functional.one_hot(x.long(), self.in_channels).to(self.head.weight.dtype)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         if self.embed is not None:
