@@ -187,3 +187,43 @@ def test_a_bad_cpu_kernel_setting_is_one_error_and_writes_nothing(run_cli, tmp_p
                              "--set", f"model.cpu_kernel={value}", "--set", "callbacks.progress.style=none")
     assert code == 2 and out == "" and message in err and err.count("error:") == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_the_per_step_loss_reads_time_major_logits_without_copying_them(reduction):
+    """The kernel hands out time-major logits transposed; a summing or averaging loss reads them in memory order
+    (same value and gradient as the batch-first reading), a per-example one keeps batch-first order."""
+    ours, _ = pair()
+    logits_tm = torch.randn(7, 3, CLASSES, dtype=torch.float64, requires_grad=True)  # (T, N, C)
+    target = torch.randint(0, CLASSES, (3, 7))
+    loss_fn = ours.wrap_loss(nn.CrossEntropyLoss(reduction=reduction))
+    seen = []
+    inner_forward = loss_fn.inner.forward
+    loss_fn.inner.forward = lambda out, tgt: seen.append(out) or inner_forward(out, tgt)
+    loss = loss_fn(logits_tm.transpose(0, 1), target)
+    expected = nn.functional.cross_entropy(logits_tm.transpose(0, 1).reshape(-1, CLASSES), target.reshape(-1),
+                                           reduction=reduction)
+    if reduction == "none":
+        assert torch.equal(loss, expected)  # one loss per example, in batch-first order
+        return
+    assert seen[0].data_ptr() == logits_tm.data_ptr() and seen[0].is_contiguous()  # a view: nothing copied
+    assert torch.allclose(loss, expected, rtol=1e-12)
+    grad, = torch.autograd.grad(loss, logits_tm)
+    expected_grad, = torch.autograd.grad(expected, logits_tm)
+    assert torch.allclose(grad, expected_grad, rtol=1e-12)
+
+
+def test_training_metrics_score_transposed_logits_like_contiguous_ones():
+    from trainlab.engine.metrics import MetricAccumulator
+
+    logits_tm = torch.randn(6, 4, CLASSES)
+    target = torch.randint(0, CLASSES, (4, 6))
+    target[0, -2:] = -100  # padding steps are left out of accuracy
+    results = []
+    for logits in (logits_tm.transpose(0, 1), logits_tm.transpose(0, 1).contiguous()):
+        metrics = MetricAccumulator("classification", torch.device("cpu"))
+        metrics.update(torch.tensor(1.5), logits, target)
+        results.append(metrics.read("train"))
+    right = ((logits_tm.transpose(0, 1).argmax(-1) == target) & (target >= 0)).sum().item()
+    assert results[0] == results[1]
+    assert results[0]["train_acc"] == pytest.approx(right / 22) and results[0]["train_loss"] == pytest.approx(1.5)

@@ -29,12 +29,15 @@ class MetricAccumulator:
     def update(self, loss: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> None:
         classify = self.task == "classification"
         ignored = quality = None
-        if output.dim() >= 3 and (target.dim() == output.dim() - 1 if classify else target.dim() >= 2):
-            if classify:
-                ignored, quality = self._score_sequences(output, target)
-            output, target = _per_step(output, target)  # a sequence model's (N, T, C) outputs: every step counts
-            self.sequence = True
         n = target.shape[0]
+        if output.dim() >= 3 and (target.dim() == output.dim() - 1 if classify else target.dim() >= 2):
+            self.sequence = True  # a sequence model's (N, T, C) outputs: every step counts
+            if classify:  # scored per step in place: flattening time-major logits would copy them
+                ignored, quality = self._score_sequences(output, target)
+                n = target.numel()
+            else:
+                output, target = _per_step(output, target)
+                n = target.shape[0]
         if quality is None and classify:  # (per-step classification counted its right steps above)
             quality = (output.argmax(dim=1) == target).sum()
         elif quality is None:

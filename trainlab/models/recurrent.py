@@ -184,8 +184,20 @@ class PerStepLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if output.dim() >= 3 and target.dim() == output.dim() - 1:
-            output, target = output.reshape(-1, output.shape[-1]), target.reshape(-1)
+            output, target = _steps_as_examples(output, target, getattr(self.inner, "reduction", None))
         return self.inner(output, target)
+
+
+def _steps_as_examples(output: torch.Tensor, target: torch.Tensor,
+                       reduction: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, T, C)`` logits and ``(N, T)`` labels as ``N·T`` examples.  Logits computed time-major and handed out
+    transposed (the CPU kernel's) are read in their memory order when the loss only sums or averages over
+    examples: the labels are reordered instead, and the logits are neither copied forward nor their gradient
+    backward."""
+    if (reduction in ("mean", "sum") and output.dim() == 3 and not output.is_contiguous()
+            and output.transpose(0, 1).is_contiguous()):
+        return output.transpose(0, 1).reshape(-1, output.shape[-1]), target.t().reshape(-1)
+    return output.reshape(-1, output.shape[-1]), target.reshape(-1)
 
 
 def _batch_of(state: State | None) -> int | None:

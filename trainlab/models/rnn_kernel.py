@@ -73,6 +73,10 @@ def _direction(rnn: nn.RNN, layer: int, direction: int, inputs: torch.Tensor,
     suffix = f"_l{layer}" + ("_reverse" if direction else "")
     w_ih, w_hh = getattr(rnn, f"weight_ih{suffix}"), getattr(rnn, f"weight_hh{suffix}")
     bias = getattr(rnn, f"bias_ih{suffix}") + getattr(rnn, f"bias_hh{suffix}") if rnn.bias else None
+    tanh = rnn.nonlinearity == "tanh"
+    if tanh:  # the recurrence's input is 2·(x·W_ih^T + b − r): see _tanh_recurrence; a (T, N, H) pass less
+        shift = -w_hh.detach().sum(dim=1) if bias is None else bias - w_hh.detach().sum(dim=1)
+        w_ih, bias = 2 * w_ih, 2 * shift
     if torch.is_floating_point(inputs):
         projected = F.linear(inputs, w_ih, bias)
     else:  # one-hot tokens: x·W_ih^T + b is the row of (W_ih^T + b) for each token; rows gather fast when contiguous
@@ -83,8 +87,9 @@ def _direction(rnn: nn.RNN, layer: int, direction: int, inputs: torch.Tensor,
 
 
 class _Recurrence(torch.autograd.Function):
-    """``h_t = phi(p_t + h_{t-1} W_hh^T)`` over all steps, written over ``p`` (a temporary of :func:`_direction`),
-    with its backward pass written out."""
+    """``h_t = phi(z_t)``, ``z_t = p_t + h_{t-1} W_hh^T``, over all steps, written over ``p`` (a temporary of
+    :func:`_direction`), with its backward pass written out.  For tanh, ``p`` arrives as ``2·(p − r)`` (see
+    :func:`_tanh_recurrence`), so its gradient is half the pre-activations' one."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, projected: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor,
@@ -104,27 +109,37 @@ class _Recurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
         outputs, h0, w_hh = ctx.saved_tensors  # type: ignore[attr-defined]
-        # the pre-activations' gradients, in place: phi'(z_t) for every step first, then times dL/dh_t from the back
-        grad_z = outputs.square().neg_().add_(1) if ctx.tanh else (outputs > 0).to(outputs.dtype)  # type: ignore[attr-defined]
+        # g_t = dL/dz_t / scale, in place: phi'(z_t) / scale for every step first (one pass), then times dL/dh_t
+        # from the back; tanh's input was scaled by 2, so its g is what that input's gradient must be
+        if ctx.tanh:  # type: ignore[attr-defined]
+            scale = 2.0
+            grad_z = torch.addcmul(outputs.new_tensor(0.5), outputs, outputs, value=-0.5)
+        else:
+            scale, grad_z = 1.0, (outputs > 0).to(outputs.dtype)
         grad_h = grad_outputs[-1]
         for step in range(len(outputs) - 1, 0, -1):
-            grad_h = torch.addmm(grad_outputs[step - 1], grad_z[step].mul_(grad_h), w_hh)
+            grad_h = torch.addmm(grad_outputs[step - 1], grad_z[step].mul_(grad_h), w_hh, alpha=scale)
         grad_z[0].mul_(grad_h)
         hidden = outputs.shape[-1]
         grad_w = torch.mm(grad_z[1:].reshape(-1, hidden).t(), outputs[:-1].reshape(-1, hidden))
         grad_w.addmm_(grad_z[0].t(), h0)
-        return grad_z, grad_z[0] @ w_hh, grad_w, None
+        grad_h0 = grad_z[0] @ w_hh
+        if ctx.tanh:  # type: ignore[attr-defined]
+            grad_w.mul_(scale)
+            grad_h0.mul_(scale)
+        return grad_z, grad_h0, grad_w, None
 
 
 def _tanh_recurrence(z: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor) -> None:
-    """``z_t ← tanh(z_t + h_{t-1} W^T)`` in place, as ``2·sigmoid(2·(…)) − 1`` without a per-step rescaling.
+    """``z_t ← tanh(p_t + h_{t-1} W^T)`` in place, given ``z = 2·(p − r)``, as ``2·sigmoid(2·(…)) − 1`` without a
+    per-step rescaling.
 
     With ``s = sigmoid(2z)`` and ``h = 2s − 1``: ``2·(p_t + h_{t-1} W^T) = 2(p_t − r) + 4·s_{t-1} W^T``, where
-    ``r = W·1`` (the row sums, since ``1·W^T`` adds each row).  So the loop is one product and one sigmoid per step,
-    and ``h = 2s − 1`` is applied once to all steps at the end.
+    ``r = W·1`` (the row sums, since ``1·W^T`` adds each row).  :func:`_direction` folds ``2(p − r)`` into the input
+    projection's weights, so the loop is one product and one sigmoid per step, and ``h = 2s − 1`` is applied once
+    to all steps at the end.
     """
-    z.sub_(w_hh.sum(dim=1)).mul_(2)
     weight, previous = w_hh.t(), h0.add(1).mul_(0.5)  # s_0 from h_0
     for step in z:
         previous = step.addmm_(previous, weight, alpha=4).sigmoid_()
-    z.mul_(2).sub_(1)
+    torch.add(z.new_tensor(-1.0), z, alpha=2, out=z)  # h = 2s − 1 in one pass
