@@ -79,6 +79,40 @@ def count_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+def test_two_calls_in_one_graph_keep_their_own_buffers_and_match_torch():
+    """Carried state within one graph: the second call must not reuse the first one's outputs or saved tensors."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        ours, theirs = pair(layers=2, bidirectional=True)
+        first, second = torch.randint(1, VOCAB, (4, 9)), torch.randint(1, VOCAB, (4, 9))
+        results = []
+        for model in (ours, theirs):
+            a, state = model.train().run(first)
+            b, state = model.run(second, state)
+            (a.square().sum() + b.sin().sum() + state.sum()).backward()
+            results.append([a, b, state, *(p.grad for p in model.parameters())])
+        for x, y in zip(*results, strict=True):
+            torch.testing.assert_close(x, y, atol=1e-12, rtol=1e-10)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_the_outputs_buffer_is_reused_only_once_nobody_holds_it():
+    layer = nn.RNN(VOCAB, HIDDEN)
+    ids = torch.randint(0, VOCAB, (9, 4))
+    kept, _ = rnn_kernel.run(layer, ids, None)
+    expected = kept.clone()
+    again, _ = rnn_kernel.run(layer, ids.flip(0), None)
+    assert again.data_ptr() != kept.data_ptr() and torch.equal(kept, expected)  # what the caller holds is intact
+    address = again.data_ptr()
+    del again
+    for _ in range(2):  # a training step lets go of everything: the next step writes into the same memory
+        out, _ = rnn_kernel.run(layer, ids, None)
+        out.sum().backward()
+        assert out.data_ptr() == address
+        del out
+
+
 def test_the_kernel_replaces_nn_rnn_on_the_cpu_in_training_and_evaluation(monkeypatch):
     ours, theirs = pair(layers=2)
     calls = count_calls(monkeypatch)

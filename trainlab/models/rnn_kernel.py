@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.utils.weak import WeakIdKeyDictionary
 
 DTYPES = (torch.float32, torch.float64)
 
@@ -69,65 +70,83 @@ def run(rnn: nn.RNN, inputs: torch.Tensor, state: torch.Tensor | None) -> tuple[
 
 def _direction(rnn: nn.RNN, layer: int, direction: int, inputs: torch.Tensor,
                h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One layer in one direction: the input projection (autograd), then the recurrence (this kernel)."""
+    """One layer in one direction: the input projection's weights (autograd), then the recurrence (this kernel)."""
     suffix = f"_l{layer}" + ("_reverse" if direction else "")
     w_ih, w_hh = getattr(rnn, f"weight_ih{suffix}"), getattr(rnn, f"weight_hh{suffix}")
     bias = getattr(rnn, f"bias_ih{suffix}") + getattr(rnn, f"bias_hh{suffix}") if rnn.bias else None
-    tanh = rnn.nonlinearity == "tanh"
-    if tanh:  # the recurrence's input is 2·(x·W_ih^T + b − r): see _tanh_recurrence; a (T, N, H) pass less
+    if rnn.nonlinearity == "tanh":  # the recurrence's input is 2·(x·W_ih^T + b − r): see _tanh_recurrence
         shift = -w_hh.detach().sum(dim=1) if bias is None else bias - w_hh.detach().sum(dim=1)
         w_ih, bias = 2 * w_ih, 2 * shift
+    inputs = inputs.flip(0) if direction else inputs
     if torch.is_floating_point(inputs):
-        projected = F.linear(inputs, w_ih, bias)
+        outputs = _Recurrence.apply(F.linear(inputs, w_ih, bias).contiguous(), None, h0, w_hh, rnn.nonlinearity)
     else:  # one-hot tokens: x·W_ih^T + b is the row of (W_ih^T + b) for each token; rows gather fast when contiguous
-        projected = F.embedding(inputs, (w_ih.t() if bias is None else w_ih.t() + bias).contiguous())
-    projected = projected.flip(0) if direction else projected.contiguous()
-    outputs = _Recurrence.apply(projected, h0, w_hh, rnn.nonlinearity)
+        table = (w_ih.t() if bias is None else w_ih.t() + bias).contiguous()
+        outputs = _Recurrence.apply(inputs, table, h0, w_hh, rnn.nonlinearity)
     return (outputs.flip(0) if direction else outputs), outputs[-1]
 
 
 class _Recurrence(torch.autograd.Function):
-    """``h_t = phi(z_t)``, ``z_t = p_t + h_{t-1} W_hh^T``, over all steps, written over ``p`` (a temporary of
-    :func:`_direction`), with its backward pass written out.  For tanh, ``p`` arrives as ``2·(p − r)`` (see
-    :func:`_tanh_recurrence`), so its gradient is half the pre-activations' one."""
+    """``h_t = phi(z_t)``, ``z_t = p_t + h_{t-1} W_hh^T``, over all steps, with its backward pass written out.
+
+    ``p`` comes as float projections ``(T, N, H)`` (then overwritten by the outputs) or as token ids ``(T, N)`` and
+    the ``table`` whose rows they pick (then the outputs go to a reused buffer, see :class:`_Workspace`, and the
+    table's gradient is a scatter-add).  For tanh, ``p`` is ``2·(p − r)`` (see :func:`_tanh_recurrence`), so its
+    gradient is half the pre-activations' one.
+    """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, projected: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor,
-                nonlinearity: str) -> torch.Tensor:
-        ctx.mark_dirty(projected)  # the outputs take the projection's memory: no second (T, N, H) buffer
+    def forward(ctx: FunctionCtx, inputs: torch.Tensor, table: torch.Tensor | None, h0: torch.Tensor,
+                w_hh: torch.Tensor, nonlinearity: str) -> torch.Tensor:
+        if table is None:
+            ctx.mark_dirty(inputs)  # the outputs take the projection's memory: no second (T, N, H) buffer
+            z = inputs
+        else:
+            z = _WORKSPACE.take(w_hh, "outputs", (*inputs.shape, table.shape[1]), table.dtype)
+            torch.index_select(table, 0, inputs.reshape(-1), out=z.view(-1, table.shape[1]))
         if nonlinearity == "tanh":
-            _tanh_recurrence(projected, h0, w_hh)
+            _tanh_recurrence(z, h0, w_hh)
         else:
             weight, previous = w_hh.t(), h0
-            for step in projected:
+            for step in z:
                 previous = step.addmm_(previous, weight).relu_()
-        ctx.save_for_backward(projected, h0, w_hh)
-        ctx.tanh = nonlinearity == "tanh"  # type: ignore[attr-defined]
-        return projected
+        outputs = z if table is None else z.detach()  # an alias: the workspace sees while the caller holds it
+        ctx.save_for_backward(outputs, h0, w_hh, None if table is None else inputs)
+        ctx.tanh, ctx.rows = nonlinearity == "tanh", None if table is None else table.shape[0]  # type: ignore[attr-defined]
+        return outputs
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad_outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
-        outputs, h0, w_hh = ctx.saved_tensors  # type: ignore[attr-defined]
-        # g_t = dL/dz_t / scale, in place: phi'(z_t) / scale for every step first (one pass), then times dL/dh_t
-        # from the back; tanh's input was scaled by 2, so its g is what that input's gradient must be
-        if ctx.tanh:  # type: ignore[attr-defined]
-            scale = 2.0
-            grad_z = torch.addcmul(outputs.new_tensor(0.5), outputs, outputs, value=-0.5)
-        else:
-            scale, grad_z = 1.0, (outputs > 0).to(outputs.dtype)
-        grad_h = grad_outputs[-1]
-        for step in range(len(outputs) - 1, 0, -1):
-            grad_h = torch.addmm(grad_outputs[step - 1], grad_z[step].mul_(grad_h), w_hh, alpha=scale)
-        grad_z[0].mul_(grad_h)
+    def backward(ctx: FunctionCtx, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        outputs, h0, w_hh, ids = ctx.saved_tensors  # type: ignore[attr-defined]
+        scale = 2.0 if ctx.tanh else 1.0  # type: ignore[attr-defined]
+        grad_z = _step_gradients(outputs, grad_outputs, w_hh, ctx.tanh, reuse=ids is not None)  # type: ignore[attr-defined]
         hidden = outputs.shape[-1]
         grad_w = torch.mm(grad_z[1:].reshape(-1, hidden).t(), outputs[:-1].reshape(-1, hidden))
-        grad_w.addmm_(grad_z[0].t(), h0)
-        grad_h0 = grad_z[0] @ w_hh
-        if ctx.tanh:  # type: ignore[attr-defined]
-            grad_w.mul_(scale)
-            grad_h0.mul_(scale)
-        return grad_z, grad_h0, grad_w, None
+        grad_w.addmm_(grad_z[0].t(), h0).mul_(scale)
+        grad_h0 = torch.mm(grad_z[0], w_hh).mul_(scale)
+        if ids is None:
+            return grad_z, None, grad_h0, grad_w, None
+        grad_table = outputs.new_zeros(ctx.rows, hidden).index_add_(0, ids.reshape(-1), grad_z.view(-1, hidden))  # type: ignore[attr-defined]
+        return None, grad_table, grad_h0, grad_w, None
+
+
+def _step_gradients(outputs: torch.Tensor, grad_outputs: torch.Tensor, w_hh: torch.Tensor, tanh: bool,
+                    reuse: bool) -> torch.Tensor:
+    """``g_t = dL/dz_t / scale`` for every step (scale 2 for tanh, whose input was doubled, else 1): ``phi'(z_t) /
+    scale`` in one pass, then times ``dL/dh_t`` from the last step back, with one product per step.  ``reuse``:
+    into the workspace (the tokens' path, where ``g`` stays inside the backward pass)."""
+    grad_z = _WORKSPACE.take(w_hh, "gradients", outputs.shape, outputs.dtype) if reuse else torch.empty_like(outputs)
+    if tanh:
+        torch.addcmul(outputs.new_tensor(0.5), outputs, outputs, value=-0.5, out=grad_z)
+    else:
+        torch.gt(outputs, 0, out=grad_z)
+    scale = 2.0 if tanh else 1.0
+    grad_h = grad_outputs[-1]
+    for step in range(len(outputs) - 1, 0, -1):
+        grad_h = torch.addmm(grad_outputs[step - 1], grad_z[step].mul_(grad_h), w_hh, alpha=scale)
+    grad_z[0].mul_(grad_h)
+    return grad_z
 
 
 def _tanh_recurrence(z: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor) -> None:
@@ -143,3 +162,34 @@ def _tanh_recurrence(z: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor) -> N
     for step in z:
         previous = step.addmm_(previous, weight, alpha=4).sigmoid_()
     torch.add(z.new_tensor(-1.0), z, alpha=2, out=z)  # h = 2s − 1 in one pass
+
+
+class _Workspace:
+    """The kernel's (T, N, H) buffers, kept per layer and reused while nobody else holds them.
+
+    Why: a fresh megabyte-sized tensor costs more than the arithmetic done in it — it comes from memory the
+    allocator just returned to the system (page faults) or that left the caches; the same buffer, step after step,
+    stays warm.  A buffer is handed out again only when its storage has no other user (no output, view or saved
+    tensor of an earlier call still refers to it), so a caller that keeps outputs gets a new buffer instead.
+    Without torch's storage use count (a private function), every call allocates, as torch would.
+    """
+
+    def __init__(self) -> None:
+        self.buffers = WeakIdKeyDictionary()  # weight → its buffers, gone with the weight
+        self.alone = _storage_users(torch.empty(1))  # what a lone tensor's count reads (the probe counts itself)
+
+    def take(self, owner: torch.Tensor, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        kept = self.buffers.setdefault(owner, {})
+        buffer = kept.get(name)
+        if (buffer is None or buffer.shape != shape or buffer.dtype != dtype or self.alone is None
+                or _storage_users(buffer) != self.alone):
+            buffer = kept[name] = torch.empty(shape, dtype=dtype, device=owner.device)
+        return buffer
+
+
+def _storage_users(tensor: torch.Tensor) -> int | None:
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    return None if use_count is None else use_count(tensor.untyped_storage()._cdata)
+
+
+_WORKSPACE = _Workspace()
