@@ -7,8 +7,10 @@ large share of a batch.  This kernel computes the same function with fewer and l
 
 * one-hot input is a row lookup of ``W_ih`` (no one-hot tensor, no product with it), and its gradient a scatter-add;
 * the recurrence writes every step straight into one preallocated output, in place;
+* for token input, that output and the steps' gradients live in buffers reused from batch to batch while nothing
+  else refers to them (:class:`_Workspace`): a fresh megabyte costs more than the arithmetic done in it;
 * ``tanh(z)`` is computed as ``2·sigmoid(2z) − 1`` (equal up to rounding; torch's CPU ``sigmoid`` is several times
-  faster than its ``tanh`` on small tensors);
+  faster than its ``tanh`` on small tensors), with the scaling folded into the input projection's weights;
 * the backward pass walks back through time with one product per step and forms ``dW_hh`` in one large product
   over all steps at the end; autograd sees a single node per layer and direction.
 
