@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 from torch import nn
 
 import trainlab
 from trainlab.inspect.summary import parse_input_size, summary
+from trainlab.models import scratch, scratch_rnn
+from trainlab.models.macs import layer_macs
 
 
 def convs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -71,6 +74,25 @@ def test_macs_and_params_of_conv_and_linear():
     assert totals["params"] == totals["trainable_params"] == 8 * 28 + 4005
     assert totals["macs"] == 21600 + 4000
     assert totals["size_mb"] == pytest.approx((8 * 28 + 4005) * 4 / 2**20)
+
+
+def test_from_scratch_layers_count_the_macs_of_torchs():
+    """trainlab.nn's Conv2d and the hand-written recurrent cells and stacks do torch's products: same MACs."""
+    def pair(conv: type) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(conv(3, 8, 3, padding=1), nn.ReLU(), conv(8, 4, 5, stride=2))
+
+    frames = [summary(pair(conv), (3, 12, 12)) for conv in (nn.Conv2d, scratch.Conv2d)]
+    assert list(frames[1]["macs"]) == list(frames[0]["macs"]) == [8 * 12 * 12 * 3 * 9, 0, 4 * 4 * 4 * 8 * 25]
+    x = torch.randn(9, 2, 5)  # 9 steps, 2 examples
+    for mode, theirs in [("rnn_tanh", nn.RNN), ("lstm", nn.LSTM), ("gru", nn.GRU)]:
+        gates = {"rnn_tanh": 1, "lstm": 4, "gru": 3}[mode]
+        per_step = gates * 7 * (5 + 7) + gates * 7 * (7 + 7)  # two layers: input 5 then 7, hidden 7
+        ours, torch_layer = scratch_rnn.Recurrent(mode, 5, 7, num_layers=2), theirs(5, 7, num_layers=2)
+        assert layer_macs(ours, ours(x)[0]) == layer_macs(torch_layer, torch_layer(x)[0]) == 9 * 2 * per_step
+    for cell, gates in [(scratch_rnn.RNNCell(5, 7), 1), (scratch_rnn.LSTMCell(5, 7), 4), (scratch_rnn.GRUCell(5, 7), 3)]:
+        h = cell(torch.randn(2, 5))
+        assert layer_macs(cell, h[0] if isinstance(h, tuple) else h) == 2 * gates * 7 * (5 + 7)
 
 
 def test_depthwise_separable_saving_matches_formula():
