@@ -104,13 +104,31 @@ def test_the_outputs_buffer_is_reused_only_once_nobody_holds_it():
     expected = kept.clone()
     again, _ = rnn_kernel.run(layer, ids.flip(0), None)
     assert again.data_ptr() != kept.data_ptr() and torch.equal(kept, expected)  # what the caller holds is intact
-    address = again.data_ptr()
     del again
-    for _ in range(2):  # a training step lets go of everything: the next step writes into the same memory
+    kept_buffers = rnn_kernel._WORKSPACE.buffers[layer.weight_hh_l0]
+    buffers = dict(kept_buffers)
+    for _ in range(2):  # a training step lets go of everything: the next step uses the same buffers
         out, _ = rnn_kernel.run(layer, ids, None)
         out.sum().backward()
-        assert out.data_ptr() == address
+        assert out.data_ptr() == buffers["outputs"].data_ptr()
+        assert all(kept_buffers[name] is buffer for name, buffer in buffers.items())
         del out
+
+
+def test_without_torchs_storage_use_count_every_call_allocates(monkeypatch):
+    monkeypatch.delattr(torch._C, "_storage_Use_Count")
+    rnn_kernel._lone_count.cache_clear()
+    try:
+        owner = torch.zeros(1)
+        first = rnn_kernel._WORKSPACE.take(owner, "outputs", (2, 3), torch.float32)
+        assert rnn_kernel._WORKSPACE.take(owner, "outputs", (2, 3), torch.float32) is not first
+        layer = nn.RNN(VOCAB, HIDDEN)
+        ids = torch.randint(0, VOCAB, (5, 2))
+        out, _ = rnn_kernel.run(layer, ids, None)
+        expected, _ = layer(nn.functional.one_hot(ids, VOCAB).float())
+        torch.testing.assert_close(out, expected, atol=2e-6, rtol=1e-5)
+    finally:
+        rnn_kernel._lone_count.cache_clear()
 
 
 def test_the_kernel_replaces_nn_rnn_on_the_cpu_in_training_and_evaluation(monkeypatch):

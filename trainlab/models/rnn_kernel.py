@@ -23,6 +23,8 @@ model's ``nn.RNN``; ``tests/test_rnn_kernel.py`` checks outputs, final states an
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -178,13 +180,13 @@ class _Workspace:
 
     def __init__(self) -> None:
         self.buffers = WeakIdKeyDictionary()  # weight → its buffers, gone with the weight
-        self.alone = _storage_users(torch.empty(1))  # what a lone tensor's count reads (the probe counts itself)
 
     def take(self, owner: torch.Tensor, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         kept = self.buffers.setdefault(owner, {})
         buffer = kept.get(name)
-        if (buffer is None or buffer.shape != shape or buffer.dtype != dtype or self.alone is None
-                or _storage_users(buffer) != self.alone):
+        alone = _lone_count()
+        if (buffer is None or buffer.shape != shape or buffer.dtype != dtype or alone is None
+                or _storage_users(buffer) != alone):
             buffer = kept[name] = torch.empty(shape, dtype=dtype, device=owner.device)
         return buffer
 
@@ -192,6 +194,13 @@ class _Workspace:
 def _storage_users(tensor: torch.Tensor) -> int | None:
     use_count = getattr(torch._C, "_storage_Use_Count", None)
     return None if use_count is None else use_count(tensor.untyped_storage()._cdata)
+
+
+@functools.cache
+def _lone_count() -> int | None:
+    """What :func:`_storage_users` reads for a tensor nothing else refers to (the probe counts itself), or None
+    where torch lacks the count."""
+    return _storage_users(torch.empty(1))
 
 
 _WORKSPACE = _Workspace()
