@@ -129,6 +129,30 @@ def test_load_run_and_evaluate_reproduce_the_recorded_test_metrics(runs: Path, n
         assert got["test_acc"] > 0.85
 
 
+def test_evaluating_a_run_keeps_the_callers_random_streams_and_torch_flags(runs: Path) -> None:
+    """Evaluation builds data and a session the way training does (seeded, deterministic mode for these fixtures),
+    and loading builds a model with random initial weights; the caller's global RNGs and torch's deterministic mode
+    must come out as they went in."""
+    import random
+
+    import numpy as np
+
+    run = trainlab.load_run(runs / DIGITS)
+    torch.use_deterministic_algorithms(False)
+
+    def draws() -> tuple[float, float, list[float]]:
+        return random.random(), float(np.random.random()), torch.rand(2).tolist()
+
+    for call in (lambda: run.evaluate(device="cpu"), lambda: run.evaluate("val", device="cpu"),
+                 lambda: run.test_predictions("cpu"), lambda: run.load_model("cpu")):
+        random.seed(7), np.random.seed(7), torch.manual_seed(7)
+        expected = draws()
+        random.seed(7), np.random.seed(7), torch.manual_seed(7)
+        call()
+        assert draws() == expected
+        assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_image_run_predicts_like_the_previous_version(runs: Path, tmp_path: Path, expected: dict) -> None:
     paths, truth = digit_pngs(tmp_path)
     run = trainlab.load_run(runs / DIGITS)

@@ -20,7 +20,7 @@ from trainlab import config as config_mod
 from trainlab import rundir
 from trainlab.data.whiten import check_flip
 from trainlab.engine import checkpoint
-from trainlab.engine.runtime import resolve_device
+from trainlab.engine.runtime import global_state_kept, resolve_device
 from trainlab.inference.outputs import (
     Prediction,
     average_outputs,
@@ -127,7 +127,8 @@ class Run(RunDirectory):
 
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model with its best weights, in eval mode."""
-        model = build_model(self.config, self.meta, self.model_class())
+        with torch.random.fork_rng(devices=[]):  # the initial weights it draws are replaced: leave the caller's stream
+            model = build_model(self.config, self.meta, self.model_class())
         best = self.best_checkpoint()
         with _weights_fit_config(self.path, best):
             model.load_state_dict(checkpoint.evaluation_weights(checkpoint.load(best)))
@@ -141,7 +142,8 @@ class Run(RunDirectory):
         evaluated), or None for a regression run, a dataset without a test split, or a run without checkpoint."""
         if self.meta.task != "classification" or rundir.best_checkpoint(self.path) is None:
             return None
-        test = build_data(self.config).test
+        with global_state_kept():  # building data seeds the process as training would; the caller keeps its own
+            test = build_data(self.config).test
         if test is None:
             return None
         loader = loader_for(test, self.meta, self.config.train.batch_size, torch.device(device))
@@ -154,11 +156,12 @@ class Run(RunDirectory):
         if tta is not None:
             overrides["train.tta_flip"] = tta
         cfg = config_mod.load(self.path / rundir.CONFIG_FILE, overrides=overrides)
-        session = build_session(cfg, run_dir=None, model=self.model_class())
-        best = self.best_checkpoint()
-        with _weights_fit_config(self.path, best):
-            session.trainer.load_weights(checkpoint.load(best))
-        return session.trainer.evaluate(session.loader(split), prefix=split)
+        with global_state_kept():  # a session seeds and configures as training would; the caller keeps its own
+            session = build_session(cfg, run_dir=None, model=self.model_class())
+            best = self.best_checkpoint()
+            with _weights_fit_config(self.path, best):
+                session.trainer.load_weights(checkpoint.load(best))
+            return session.trainer.evaluate(session.loader(split), prefix=split)
 
 
 class KFoldRun(RunDirectory):
@@ -203,7 +206,8 @@ class KFoldRun(RunDirectory):
         """Metrics of the ensemble on a split of the run's dataset (``test`` is the one k-fold never trains on);
         flip-averaged as the folds were evaluated (``train.tta_flip``) unless ``tta`` says otherwise."""
         cfg = self.config
-        bundle = build_data(cfg)
+        with global_state_kept():
+            bundle = build_data(cfg)
         dataset = getattr(bundle, split)
         if dataset is None:
             raise ValueError(f"dataset '{cfg.data.name}' has no {split} split")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -9,7 +10,7 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -152,6 +153,33 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def global_state_kept() -> Iterator[None]:
+    """Put back what :func:`seed_everything` and the fast path's backend switches change: the global RNGs, torch's
+    deterministic mode, cuDNN's and TF32's flags and ``CUBLAS_WORKSPACE_CONFIG``.
+
+    Why: evaluating a saved run builds a session the way training does, and training seeds and configures the
+    process; a caller who only evaluates (``Run.evaluate`` in a notebook) keeps its own random streams and flags.
+    """
+    rng = rng_snapshot()
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
+    flags = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        yield
+    finally:
+        rng_restore(rng)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = flags
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
 
 
 def rng_snapshot() -> dict[str, Any]:
