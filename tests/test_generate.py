@@ -111,3 +111,27 @@ def test_word_level_generation_adds_words_and_names_unknown_words():
     assert set(text.split()) <= set(vocab.tokens[2:])
     with pytest.raises(ValueError, match="the prompt holds words the run's vocabulary lacks: 'dog'"):
         generate(model, vocab, "the dog sat", 5)
+
+
+@pytest.mark.parametrize("command", ["train", "kfold"])
+def test_a_bidirectional_language_model_is_refused_before_anything_is_written(run_cli, tmp_path, command):
+    """Its backward direction would read the token each step predicts: a perplexity that means nothing."""
+    (tmp_path / "tiny.txt").write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    out = tmp_path / "runs"
+    extra = ["--folds", "2"] if command == "kfold" else []
+    code, _, err = run_cli(command, "--model", "gru", "--data", "text", "--epochs", "1", "--out", str(out), *extra,
+                           "--set", f"data.path={tmp_path / 'tiny.txt'}", "--set", "data.num_steps=8",
+                           "--set", "model.bidirectional=true")
+    assert code != 0 and "model.bidirectional=true" in err and "language-model dataset" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_generate_refuses_a_bidirectional_model(lm_run):
+    from trainlab.models import create
+
+    vocab = language_model_vocabulary(lm_run.meta, "the run")
+    model = create("gru", num_classes=len(vocab.tokens), in_channels=len(vocab.tokens), input_size=None, hidden=8,
+                   bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional: its backward direction needs the text that comes after"):
+        generate(model, vocab, PROMPT, 10)

@@ -85,6 +85,21 @@ def build_data(cfg: RunConfig) -> DataBundle:
                           **cfg.data.options())
 
 
+def check_model_for_data(cfg: RunConfig, meta: DataMeta) -> None:
+    """Refuse a configured model that cannot learn anything true from the dataset, before a run directory exists.
+
+    A bidirectional recurrent model on next-token (language model) data reads, in its backward direction, the very
+    token each step must predict — the input one step later — so its loss and perplexity look good and mean
+    nothing, and it cannot generate text, which has no future to read.
+    """
+    if meta.preprocess.get("task") == "lm" and cfg.model.options().get("bidirectional"):
+        raise ValueError(f"model.bidirectional=true on '{cfg.data.name}', a language-model dataset (each step "
+                         "predicts the next token): the backward direction would read the very token it must "
+                         "predict, so the loss and perplexity would mean nothing and the model could not generate; "
+                         "set model.bidirectional=false (bidirectional layers suit passage classification, e.g. "
+                         "--data austen-novels)")
+
+
 def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,
                   extra_callbacks: Mapping[str, Callback] | None = None, initialize: bool = False,
                   model: nn.Module | type | None = None) -> Session:

@@ -40,7 +40,7 @@ from trainlab.inference.outputs import loader_for, loader_outputs
 from trainlab.report.html import write_report_safely
 from trainlab.run import KFoldRun, Run
 from trainlab.rundir import FOLD_FILE, FOLDS_TABLE, KFOLD_FILE, OOF_FILE
-from trainlab.session import build_data
+from trainlab.session import build_data, check_model_for_data
 from trainlab.training import TrainingFailed, TrainingInterrupted, resume_config, train_config
 
 FINISHED_FOLD = ("completed", "failed")  # a failed (diverged) fold would diverge again: it is final too
@@ -91,6 +91,7 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: OnFold | None = None,
         raise ValueError(f"--workers must be at least 1 (folds trained at once), got {workers}")
     name = cfg.train.name or f"{rundir.model_label(cfg)}-{cfg.data.name}-kfold{folds}-{time.strftime('%Y%m%d-%H%M%S')}"
     bundle = build_data(cfg)
+    check_model_for_data(cfg, bundle.meta)
     split = split_folds(bundle, folds, cfg.train.seed)
     root = rundir.create(sub_config(cfg, Path(cfg.train.out), name))
     rundir.save_config(root, cfg)

@@ -79,6 +79,10 @@ def generate(model: nn.Module, vocab: Vocabulary, prompt: str, length: int, temp
     """The prompt followed by ``length`` sampled tokens (see the module docstring); with ``style`` (one of
     ``styles``, the run's novel → style token), in the style of that novel."""
     check_generation(length, temperature)
+    if getattr(model, "directions", 1) > 1:  # trainlab refuses to train these (session.check_model_for_data)
+        raise ValueError("the run's model is bidirectional: its backward direction needs the text that comes after "
+                         "each step, which generation has not written yet; train a language model with "
+                         "model.bidirectional=false to generate")
     styles = styles or {}
     chosen = style_id(vocab, styles, style)
     ids = torch.cat([torch.tensor(chosen, dtype=torch.long), prompt_ids(vocab, prompt)])

@@ -33,7 +33,7 @@ from trainlab.inference.outputs import class_predictions
 from trainlab.models import custom
 from trainlab.report.html import Predictions, write_report_safely
 from trainlab.run import Run
-from trainlab.session import Session, apply_thread_count, build_data, build_session
+from trainlab.session import Session, apply_thread_count, build_data, build_session, check_model_for_data
 from trainlab.training import summary as run_summary
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def train_config(cfg: RunConfig, *, bundle: DataBundle | None = None,
         distributed.check_batch_size(cfg.train.batch_size)  # before anything is written
         if bundle is None:
             bundle = build_data(cfg)
+        check_model_for_data(cfg, bundle.meta)
         run_dir = distributed.from_main(lambda: rundir.create(cfg))  # one directory, named by rank 0
         return _start(cfg, run_dir, bundle=bundle, callbacks=callbacks, own=own)
 
