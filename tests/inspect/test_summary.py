@@ -140,6 +140,14 @@ def test_cli_summary_prints_rows_and_totals(run_cli, tmp_path):
     assert len(pd.read_csv(tmp_path / "s.csv")) == 12
 
 
+def test_cli_summary_totals_stay_on_one_line_when_piped(run_cli):
+    """Piped output is 80 columns wide to rich; the totals line is longer and must not be broken (scripts grep it)."""
+    code, out, _ = run_cli("summary", "lstm")
+    assert code == 0
+    totals = [line for line in out.splitlines() if line.startswith("total:")]
+    assert len(totals) == 1 and len(totals[0]) > 80 and totals[0].endswith(" MB")
+
+
 def test_cli_summary_filters_layers_and_passes_options(run_cli):
     code, out, _ = run_cli("summary", "vgg11", "--input", "3x32x32", "-o", "width_div=4", "--layers", "0.0")
     assert code == 0

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(_table(shown, f"{args.model} · input {args.input} · {args.classes} classes"))
     t = frame.attrs["totals"]
     console.print(f"total: {t['params']:,} params ({t['trainable_params']:,} trainable) · "
-                  f"{t['macs']:,} MACs per example · {t['size_mb']:.2f} MB")
+                  f"{t['macs']:,} MACs per example · {t['size_mb']:.2f} MB", soft_wrap=True)  # one line, for grep
     return 0
 
 
