@@ -30,7 +30,8 @@ from trainlab.engine.trainer import LoopSettings, Trainer
 from trainlab.losses import build_loss
 from trainlab.models import custom
 from trainlab.optim import apply_finetune, build_optimizer, build_schedule, updates_per_epoch
-from trainlab.registry import CALLBACKS
+from trainlab.models.recurrent import LAYERS as RECURRENT
+from trainlab.registry import CALLBACKS, MODELS
 
 logger = logging.getLogger(__name__)
 
@@ -88,16 +89,48 @@ def build_data(cfg: RunConfig) -> DataBundle:
 def check_model_for_data(cfg: RunConfig, meta: DataMeta) -> None:
     """Refuse a configured model that cannot learn anything true from the dataset, before a run directory exists.
 
-    A bidirectional recurrent model on next-token (language model) data reads, in its backward direction, the very
-    token each step must predict — the input one step later — so its loss and perplexity look good and mean
-    nothing, and it cannot generate text, which has no future to read.
+    * A bidirectional recurrent model on next-token (language model) data reads, in its backward direction, the
+      very token each step must predict — the input one step later — so its loss and perplexity look good and mean
+      nothing, and it cannot generate text, which has no future to read.
+    * A translation dataset pairs each source with a target of another length: only an encoder-decoder fits it.
+    * Recurrent models read token ids or per-step features, not table rows (the time series comes as rows of
+      ``tau`` past values, d2l's formulation for an MLP).
     """
-    if meta.preprocess.get("task") == "lm" and cfg.model.options().get("bidirectional"):
+    if cfg.model.name in RECURRENT and meta.preprocess.get("kind") == "table":
+        raise ValueError(f"{cfg.model.name} reads sequences (token ids, or per-step features), and '{cfg.data.name}' "
+                         f"is a table of rows of {meta.in_channels} values; train a table model such as "
+                         "--model mlp or --model linear on it")
+    task = _text_task(meta)
+    if task == "lm" and cfg.model.options().get("bidirectional"):
         raise ValueError(f"model.bidirectional=true on '{cfg.data.name}', a language-model dataset (each step "
                          "predicts the next token): the backward direction would read the very token it must "
                          "predict, so the loss and perplexity would mean nothing and the model could not generate; "
                          "set model.bidirectional=false (bidirectional layers suit passage classification, e.g. "
                          "--data austen-novels)")
+    if task == "seq2seq" and cfg.model.name in MODELS and cfg.model.name != "seq2seq":
+        raise ValueError(f"'{cfg.data.name}' pairs each source sequence with a target sequence of another length, "
+                         f"which needs an encoder-decoder: train it with --model seq2seq ({cfg.model.name} gives "
+                         "one output per input)")
+
+
+def with_data_defaults(cfg: RunConfig, meta: DataMeta) -> RunConfig:
+    """The config with what the data decides for options left unset.
+
+    A recurrent model predicts at every step by default (``model.output=steps``, what language models need); on
+    passages with one label each (``austen-novels``) that cannot train, so there it predicts once per passage,
+    after its last token (``last``).  The choice is saved with the run's config, so the run is rebuilt the same.
+    """
+    if cfg.model.name not in RECURRENT or "output" in cfg.model.options() or _text_task(meta) != "classify":
+        return cfg
+    logger.info("model.output=last: '%s' has one label per passage, so %s predicts once per passage, after its "
+                "last token (set model.output=mean to average its steps instead)", cfg.data.name, cfg.model.name)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"output": "last"})})
+
+
+def _text_task(meta: DataMeta) -> str | None:
+    """``lm``, ``classify`` or ``seq2seq`` for text datasets (their preprocessing record says), else None."""
+    record = meta.preprocess
+    return record.get("task") if isinstance(record, dict) and record.get("kind") == "text" else None
 
 
 def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,
@@ -117,6 +150,7 @@ def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | Non
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # model init never depends on how data was built
     meta = bundle.meta
     check_flip(meta.preprocess, cfg.train.tta_flip)
+    cfg = with_data_defaults(cfg, meta)
     model = build_model(cfg, meta, model).to(device)
     if initialize and cfg.train.init_from:
         weights.init_model(model, cfg.train.init_from, trust_pickle=cfg.train.trust_pickle,

@@ -1,0 +1,63 @@
+"""A zoo model paired with a dataset it cannot learn from is refused before anything is written; a recurrent model
+on passages with one label each predicts once per passage, and the run's config records that choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import trainlab
+from tests.data.test_registry import OPTIONS
+from trainlab import config as config_mod
+from trainlab.session import build_session
+
+QUIET = {"callbacks.progress.style": "none", "callbacks.plot_curves": None}
+
+
+def novels(tmp_path: Path, **extra: object) -> dict[str, object]:
+    root = tmp_path / "novels"
+    root.mkdir(exist_ok=True)
+    data = {f"data.{key}": value for key, value in OPTIONS["austen-novels"](root).items()}
+    return {**QUIET, **data, "data.name": "austen-novels", "model.name": "gru", "model.hidden": 8,
+            "model.embedding": 8, "train.batch_size": 16, **extra}
+
+
+def session_for(overrides: dict[str, object]):
+    return build_session(config_mod.load(None, overrides=[f"{k}={v}" for k, v in overrides.items()
+                                                          if v is not None]), run_dir=None)
+
+
+def test_a_recurrent_model_on_labelled_passages_predicts_once_per_passage_unless_told(tmp_path: Path):
+    chosen = session_for(novels(tmp_path))
+    assert chosen.cfg.model.options()["output"] == "last" and chosen.model.output == "last"
+    assert session_for(novels(tmp_path, **{"model.output": "mean"})).model.output == "mean"
+
+
+def test_language_models_keep_predicting_every_step(tmp_path: Path):
+    text = tmp_path / "tiny.txt"
+    text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    session = session_for({**QUIET, "data.name": "text", "data.path": str(text), "data.num_steps": 8,
+                           "model.name": "gru", "model.hidden": 8})
+    assert "output" not in session.cfg.model.options() and session.model.output == "steps"
+
+
+def test_the_chosen_output_is_saved_with_the_run_and_rebuilt_from_it(tmp_path: Path):
+    run = trainlab.train(epochs=1, out=tmp_path, name="novels", overrides=novels(tmp_path))
+    assert run.config.model.options()["output"] == "last"
+    assert run.load_model().output == "last" and "test_acc" in run.summary["test"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "rnn", "--data", "numbers-to-digits"],
+     "'numbers-to-digits' pairs each source sequence with a target sequence of another length, which needs an "
+     "encoder-decoder: train it with --model seq2seq"),
+    (["--model", "gru", "--data", "sine-series"],
+     "gru reads sequences (token ids, or per-step features), and 'sine-series' is a table of rows of 4 values"),
+])
+def test_a_model_that_cannot_learn_the_data_is_refused_before_anything_is_written(run_cli, tmp_path: Path,
+                                                                                   args: list[str], message: str):
+    out = tmp_path / "runs"
+    code, _, err = run_cli("train", *args, "--epochs", "1", "--out", str(out))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
