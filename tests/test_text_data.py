@@ -207,7 +207,7 @@ def test_data_stats_describes_a_text_dataset_and_show_refuses_it(run_cli, tmp_pa
     (["-c", "configs/austen-novels.yaml"], "dataset 'austen-novels' needs the six novels: set data.root=DIR"),
     (["--set", "data.name=text", "--set", "model.name=lstm"], "dataset 'text' needs a file: set data.path=FILE"),
     (["--set", "data.name=text", "--set", "data.path=empty.txt", "--set", "model.name=lstm"], "holds no text"),
-    (["--set", "data.name=austen", "--set", "model.name=mlp"], "has none; use a recurrent model"),
+    (["--set", "data.name=austen", "--set", "model.name=mlp"], "gives token ids; train a sequence model on it"),
     (["--set", "data.name=austen", "--set", "data.max_tokens=500", "--set", "model.name=gru"],
      "too few for a batch of 64 × data.num_steps=35"),
 ])

@@ -87,30 +87,40 @@ def build_data(cfg: RunConfig) -> DataBundle:
 
 
 def check_model_for_data(cfg: RunConfig, meta: DataMeta) -> None:
-    """Refuse a configured model that cannot learn anything true from the dataset, before a run directory exists.
+    """Refuse a zoo model that cannot learn anything true from the dataset, before a run directory exists.
 
+    * Token ids (text datasets) are read by the sequence models only, and a table's rows by the others; the time
+      series comes as rows of ``tau`` past values, d2l's formulation for an MLP.
+    * A translation dataset pairs each source with a target of another length: only the encoder-decoder fits it,
+      and it fits nothing else.
     * A bidirectional recurrent model on next-token (language model) data reads, in its backward direction, the
       very token each step must predict — the input one step later — so its loss and perplexity look good and mean
       nothing, and it cannot generate text, which has no future to read.
-    * A translation dataset pairs each source with a target of another length: only an encoder-decoder fits it.
-    * Recurrent models read token ids or per-step features, not table rows (the time series comes as rows of
-      ``tau`` past values, d2l's formulation for an MLP).
     """
-    if cfg.model.name in RECURRENT and meta.preprocess.get("kind") == "table":
-        raise ValueError(f"{cfg.model.name} reads sequences (token ids, or per-step features), and '{cfg.data.name}' "
-                         f"is a table of rows of {meta.in_channels} values; train a table model such as "
-                         "--model mlp or --model linear on it")
-    task = _text_task(meta)
+    name, data = cfg.model.name, cfg.data.name
+    if name not in MODELS:  # an own model: its author knows what it reads
+        return
+    sequence, kind, task = bool(MODELS.entry(name).meta.get("sequence")), meta.preprocess.get("kind"), _text_task(meta)
+    if kind == "text" and not sequence:
+        raise ValueError(f"{name} takes images or table rows, and '{data}' gives token ids; train a sequence model "
+                         "on it: " + ("--model seq2seq" if task == "seq2seq" else "--model rnn, gru or lstm"))
+    if sequence and kind == "table":
+        raise ValueError(f"{name} reads sequences (token ids, or per-step features), and '{data}' is a table of rows "
+                         f"of {meta.in_channels} values; train a table model such as --model mlp or --model linear "
+                         "on it")
+    if task == "seq2seq" and name != "seq2seq":
+        raise ValueError(f"'{data}' pairs each source sequence with a target sequence of another length, which needs "
+                         f"an encoder-decoder: train it with --model seq2seq ({name} gives one output per input)")
+    if name == "seq2seq" and kind == "text" and task != "seq2seq":
+        raise ValueError(f"seq2seq is an encoder-decoder for source and target sequences (numbers-to-digits, "
+                         f"reverse-string), and '{data}' has {'the next token' if task == 'lm' else 'one label'} "
+                         "to predict; train --model rnn, gru or lstm on it")
     if task == "lm" and cfg.model.options().get("bidirectional"):
-        raise ValueError(f"model.bidirectional=true on '{cfg.data.name}', a language-model dataset (each step "
-                         "predicts the next token): the backward direction would read the very token it must "
-                         "predict, so the loss and perplexity would mean nothing and the model could not generate; "
-                         "set model.bidirectional=false (bidirectional layers suit passage classification, e.g. "
+        raise ValueError(f"model.bidirectional=true on '{data}', a language-model dataset (each step predicts the "
+                         "next token): the backward direction would read the very token it must predict, so the "
+                         "loss and perplexity would mean nothing and the model could not generate; set "
+                         "model.bidirectional=false (bidirectional layers suit passage classification, e.g. "
                          "--data austen-novels)")
-    if task == "seq2seq" and cfg.model.name in MODELS and cfg.model.name != "seq2seq":
-        raise ValueError(f"'{cfg.data.name}' pairs each source sequence with a target sequence of another length, "
-                         f"which needs an encoder-decoder: train it with --model seq2seq ({cfg.model.name} gives "
-                         "one output per input)")
 
 
 def with_data_defaults(cfg: RunConfig, meta: DataMeta) -> RunConfig:
