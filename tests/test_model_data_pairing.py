@@ -94,3 +94,17 @@ def test_an_own_model_without_a_state_is_refused_on_text_that_carries_one(tmp_pa
                                          "recurrent model"):
         trainlab.train(model=TokenBag, epochs=1, out=tmp_path, name="bag", overrides=overrides)
     assert not (tmp_path / "bag").exists()
+
+
+@pytest.mark.parametrize(("model", "data", "extra", "holds"), [
+    ("gru", "austen", ["--set", "data.max_tokens=3000"], "one stream of tokens, read in windows"),
+    ("seq2seq", "numbers-to-digits", ["--set", "data.n=60"], "source and target sequences"),
+])
+def test_kfold_refuses_text_datasets_before_anything_is_written(run_cli, tmp_path: Path, model: str, data: str,
+                                                                extra: list[str], holds: str):
+    """Splitting them crashed (a token stream, multi-output targets for scikit-learn, passages read as floats)."""
+    out = tmp_path / "runs"
+    code, _, err = run_cli("kfold", "--model", model, "--data", data, "--folds", "2", "--epochs", "1",
+                           "--out", str(out), *extra)
+    assert code == 2 and f"this text dataset holds {holds}, which it cannot split yet" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
