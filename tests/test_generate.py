@@ -135,3 +135,10 @@ def test_generate_refuses_a_bidirectional_model(lm_run):
                    bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional: its backward direction needs the text that comes after"):
         generate(model, vocab, PROMPT, 10)
+
+
+def test_eval_of_a_language_model_names_the_splits_it_has(lm_run, run_cli):
+    code, _, err = run_cli("eval", lm_run.path)
+    assert code == 2 and "dataset 'text' has no test split; it has train and val (choose one with --split" in err
+    code, out, err = run_cli("eval", lm_run.path, "--split", "val")
+    assert code == 0 and "val_ppl" in out, err

@@ -33,7 +33,7 @@ from trainlab.inference.table import TablePrediction, predict_table
 from trainlab.inference.text import predict_texts
 from trainlab.losses import build_loss
 from trainlab.models import custom
-from trainlab.session import build_data, build_model, build_session
+from trainlab.session import build_data, build_model, build_session, missing_split
 
 
 def is_kfold_run(path: str | Path) -> bool:
@@ -210,7 +210,7 @@ class KFoldRun(RunDirectory):
             bundle = build_data(cfg)
         dataset = getattr(bundle, split)
         if dataset is None:
-            raise ValueError(f"dataset '{cfg.data.name}' has no {split} split")
+            raise missing_split(cfg.data.name, bundle, split)
         dev = resolve_device(device)
         models = self.load_models(dev)
         loader = loader_for(dataset, self.meta, cfg.train.batch_size, dev)

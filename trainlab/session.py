@@ -52,8 +52,15 @@ class Session:
         unless ``shard`` is False: then every example, e.g. for rank 0's report)."""
         dataset = getattr(self.bundle, split)
         if dataset is None:
-            raise ValueError(f"dataset '{self.cfg.data.name}' has no {split} split")
+            raise missing_split(self.cfg.data.name, self.bundle, split)
         return make_split_loader(self.cfg, dataset, self.bundle.meta, self.device, training=False, shard=shard)
+
+
+def missing_split(data: str, bundle: DataBundle, split: str) -> ValueError:
+    """The error for a split the dataset does not have, naming the ones it has (a language model has no test)."""
+    present = [name for name in ("train", "val", "test") if getattr(bundle, name) is not None]
+    return ValueError(f"dataset '{data}' has no {split} split; it has {' and '.join(present)} (choose one with "
+                      "--split, or split= in Python)")
 
 
 def make_split_loader(cfg: RunConfig, dataset: Any, meta: DataMeta, device: torch.device, training: bool,
