@@ -142,3 +142,9 @@ def test_eval_of_a_language_model_names_the_splits_it_has(lm_run, run_cli):
     assert code == 2 and "dataset 'text' has no test split; it has train and val (choose one with --split" in err
     code, out, err = run_cli("eval", lm_run.path, "--split", "val")
     assert code == 0 and "val_ppl" in out, err
+
+
+def test_runs_lists_a_language_model_by_its_perplexity(lm_run, run_cli):
+    code, out, err = run_cli("runs", Path(lm_run.path).parent)
+    row = next(line for line in out.splitlines() if line.startswith("lm"))
+    assert code == 0 and f"val_ppl {lm_run.summary['best']['val_ppl']['value']:.4g}" in row, err

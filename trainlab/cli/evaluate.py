@@ -171,9 +171,12 @@ def _print_table_prediction(prediction: TablePrediction, args: argparse.Namespac
     return 0
 
 
+HEADLINE = ("exact", "ppl", "acc", "rmse")  # a run's own measure first: translations, language models, the rest
+
+
 def _best_cell(summary: dict) -> str:
     best = summary.get("best", {})
-    for key in ("val_acc", "val_rmse", "val_loss", "train_acc", "train_loss"):
+    for key in (f"{split}_{name}" for split in ("val", "train") for name in (*HEADLINE, "loss")):
         if key in best:
             value = best[key]["value"]
             return f"{key} {format_metric(key, value)}"
@@ -220,7 +223,8 @@ def _run_row(path: Path) -> tuple[list[str], str | None]:
 
 def _summary_row(path: Path, summary: dict[str, Any]) -> list[str]:
     test = summary.get("test", {})
-    test_cell = next((format_metric(k, v) for k, v in test.items() if not k.endswith("_loss")), "-")
+    headline = [f"test_{name}" for name in HEADLINE if f"test_{name}" in test]
+    test_cell = format_metric(headline[0], test[headline[0]]) if headline else "-"
     return [path.name, str(summary.get("model", "?")), str(summary.get("data", "?")), _best_cell(summary), test_cell,
             str(summary.get("epochs_completed", "-")), f"{float(summary.get('wall_seconds', 0)):.1f}s",
             str(summary.get("status", "?"))]
