@@ -107,7 +107,7 @@ def check_model_for_data(cfg: RunConfig, meta: DataMeta) -> None:
     name, data = cfg.model.name, cfg.data.name
     if name not in MODELS:  # an own model: its author knows what it reads
         return
-    sequence, kind, task = bool(MODELS.entry(name).meta.get("sequence")), meta.preprocess.get("kind"), _text_task(meta)
+    sequence, kind, task = bool(MODELS.entry(name).meta.get("sequence")), meta.preprocess.get("kind"), meta.text_task
     if kind == "text" and not sequence:
         raise ValueError(f"{name} takes images or table rows, and '{data}' gives token ids; train a sequence model "
                          "on it: " + ("--model seq2seq" if task == "seq2seq" else "--model rnn, gru or lstm"))
@@ -137,17 +137,11 @@ def with_data_defaults(cfg: RunConfig, meta: DataMeta) -> RunConfig:
     passages with one label each (``austen-novels``) that cannot train, so there it predicts once per passage,
     after its last token (``last``).  The choice is saved with the run's config, so the run is rebuilt the same.
     """
-    if cfg.model.name not in RECURRENT or "output" in cfg.model.options() or _text_task(meta) != "classify":
+    if cfg.model.name not in RECURRENT or "output" in cfg.model.options() or meta.text_task != "classify":
         return cfg
     logger.info("model.output=last: '%s' has one label per passage, so %s predicts once per passage, after its "
                 "last token (set model.output=mean to average its steps instead)", cfg.data.name, cfg.model.name)
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"output": "last"})})
-
-
-def _text_task(meta: DataMeta) -> str | None:
-    """``lm``, ``classify`` or ``seq2seq`` for text datasets (their preprocessing record says), else None."""
-    record = meta.preprocess
-    return record.get("task") if isinstance(record, dict) and record.get("kind") == "text" else None
 
 
 def build_session(cfg: RunConfig, run_dir: Path | None, bundle: DataBundle | None = None,

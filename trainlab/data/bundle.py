@@ -38,6 +38,12 @@ class DataMeta:
         return tuple(self.input_shape[1:3]) if len(self.input_shape) == 3 else None  # type: ignore[return-value]
 
     @property
+    def text_task(self) -> str | None:
+        """``lm``, ``classify`` or ``seq2seq`` for text datasets (their preprocessing record says), else None."""
+        record = self.preprocess
+        return record.get("task") if isinstance(record, dict) and record.get("kind") == "text" else None
+
+    @property
     def num_outputs(self) -> int:
         return self.num_classes if self.task == "classification" and self.num_classes else 1
 

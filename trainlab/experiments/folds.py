@@ -76,9 +76,9 @@ WHAT_TEXT_HOLDS = {"lm": "one stream of tokens, read in windows", "classify": "p
 
 def split_folds(bundle: DataBundle, folds: int, seed: int) -> FoldSplit:
     """One bundle per fold (the fold's train and val, the original test) and what identifies the split."""
-    record = bundle.meta.preprocess
-    if isinstance(record, dict) and record.get("kind") == "text":
-        held = WHAT_TEXT_HOLDS.get(record.get("task", ""), "token sequences")
+    task = bundle.meta.text_task
+    if task is not None:
+        held = WHAT_TEXT_HOLDS.get(task, "token sequences")
         raise ValueError(f"k-fold re-splits images and table rows; this text dataset holds {held}, which it cannot "
                          "split yet: train it with `trainlab train`, which holds out data.val_fraction")
     pool = pooled(bundle)

@@ -123,7 +123,7 @@ class _Recurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         outputs, h0, w_hh, ids = ctx.saved_tensors  # type: ignore[attr-defined]
-        scale = 2.0 if ctx.tanh else 1.0  # type: ignore[attr-defined]
+        scale = _input_scale(ctx.tanh)  # type: ignore[attr-defined]
         grad_z = _step_gradients(outputs, grad_outputs, w_hh, ctx.tanh, reuse=ids is not None)  # type: ignore[attr-defined]
         hidden = outputs.shape[-1]
         grad_w = torch.mm(grad_z[1:].reshape(-1, hidden).t(), outputs[:-1].reshape(-1, hidden))
@@ -135,17 +135,22 @@ class _Recurrence(torch.autograd.Function):
         return None, grad_table, grad_h0, grad_w, None
 
 
+def _input_scale(tanh: bool) -> float:
+    """2 for tanh, whose input arrives doubled (see :func:`_tanh_recurrence`), 1 for relu."""
+    return 2.0 if tanh else 1.0
+
+
 def _step_gradients(outputs: torch.Tensor, grad_outputs: torch.Tensor, w_hh: torch.Tensor, tanh: bool,
                     reuse: bool) -> torch.Tensor:
-    """``g_t = dL/dz_t / scale`` for every step (scale 2 for tanh, whose input was doubled, else 1): ``phi'(z_t) /
-    scale`` in one pass, then times ``dL/dh_t`` from the last step back, with one product per step.  ``reuse``:
-    into the workspace (the tokens' path, where ``g`` stays inside the backward pass)."""
+    """``g_t = dL/dz_t / scale`` for every step (:func:`_input_scale`): ``phi'(z_t) / scale`` in one pass, then
+    times ``dL/dh_t`` from the last step back, with one product per step.  ``reuse``: into the workspace (the
+    tokens' path, where ``g`` stays inside the backward pass)."""
     grad_z = _WORKSPACE.take(w_hh, "gradients", outputs.shape, outputs.dtype) if reuse else torch.empty_like(outputs)
     if tanh:
         torch.addcmul(outputs.new_tensor(0.5), outputs, outputs, value=-0.5, out=grad_z)
     else:
         torch.gt(outputs, 0, out=grad_z)
-    scale = 2.0 if tanh else 1.0
+    scale = _input_scale(tanh)
     grad_h = grad_outputs[-1]
     for step in range(len(outputs) - 1, 0, -1):
         grad_h = torch.addmm(grad_outputs[step - 1], grad_z[step].mul_(grad_h), w_hh, alpha=scale)
