@@ -26,7 +26,12 @@ and ends with a summary line: each variant's median characters/s and the median 
 ``d2l``.  On a shared machine, whose speed drifts over minutes, alternating short runs compare the loops under the
 same conditions; one long run each compares them under whatever the machine did at the time.
 
-Run: ``python bench/sequence.py [--seconds 150] [--threads N] [--variants ...] [--rounds N]``
+``--interleave`` goes further: the d2l loop trains one batch after each of trainlab's, inside trainlab's run, timed
+apart (each loop's ``train_seconds`` is its own batches' time; trainlab's still includes its epoch-end validation and
+checkpoints).  Both see the same machine within milliseconds, so the ratio moves by about 1% between runs where
+rounds of 20 s move by 5–10%; each loop still has the caches cooled by the other, which a loop running alone has not.
+
+Run: ``python bench/sequence.py [--seconds 150] [--threads N] [--variants ...] [--rounds N] [--interleave]``
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ RECIPE = {"model": "gru", "overrides": ["model.hidden=256", "model.layers=1", "m
 TRAINLAB = {"trainlab-d2l": ("rnn", D2L_OVERRIDES),
             "trainlab-d2l-torch": ("rnn", [*D2L_OVERRIDES, "model.cpu_kernel=false"]),
             "trainlab-recipe": (RECIPE["model"], RECIPE["overrides"])}
+D2L_RECIPE = "d2l: nn.RNN 256 one-hot, 32x35, SGD lr 1, clip 1, carried"
 Step = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 
 
@@ -106,64 +112,107 @@ def grad_clipping(net: nn.Module, theta: float) -> None:
             param.grad[:] *= theta / norm
 
 
+class D2LLoop:
+    """d2l's ``train_epoch_ch8`` with sequential partitioning, one batch per :meth:`step`: run alone until a budget
+    (:func:`train_d2l`) or in turns with trainlab's batches (``--interleave``, :class:`TimeBudget`)."""
+
+    def __init__(self, train_ids: torch.Tensor, vocab_size: int, turn: int = 1) -> None:
+        self.train_ids, self.turn = train_ids, turn  # batches per turn when alternating (see TimeBudget)
+        self.net = D2LRNNModel(vocab_size)
+        self.loss = nn.CrossEntropyLoss()
+        self.updater = torch.optim.SGD(self.net.parameters(), lr=1.0)
+        self.batches_left: Any = iter(())
+        self.state: torch.Tensor | None = None
+        self.chars = self.batches = self.epochs = 0
+        self.seconds = 0.0  # spent in step()
+
+    def step(self) -> None:
+        started = time.perf_counter()
+        self._train_batch()
+        self.seconds += time.perf_counter() - started
+
+    def _train_batch(self) -> None:
+        batch = next(self.batches_left, None)
+        if batch is None:  # a new epoch: a new random offset, and the state starts again from zeros
+            self.batches_left, self.state = seq_data_iter_sequential(self.train_ids, BATCH, STEPS), None
+            self.epochs += 1
+            batch = next(self.batches_left)
+        x, y_steps = batch
+        if self.state is None:
+            self.state = self.net.begin_state(BATCH)
+        else:
+            self.state.detach_()
+        y = y_steps.T.reshape(-1)
+        y_hat, self.state = self.net(x, self.state)
+        loss_value = self.loss(y_hat, y.long()).mean()
+        self.updater.zero_grad()
+        loss_value.backward()
+        grad_clipping(self.net, 1)
+        self.updater.step()
+        self.chars, self.batches = self.chars + y.numel(), self.batches + 1
+
+    def report(self, seconds: float) -> dict[str, Any]:
+        return {"train_seconds": seconds, "chars": self.chars, "batches": self.batches, "epochs_started": self.epochs}
+
+
 def train_d2l(train_ids: torch.Tensor, vocab_size: int, seconds: float) -> tuple[nn.Module, dict[str, Any]]:
     """d2l's ``train_ch8`` with sequential partitioning, stopped after ``seconds`` of training."""
-    net = D2LRNNModel(vocab_size)
-    loss = nn.CrossEntropyLoss()
-    updater = torch.optim.SGD(net.parameters(), lr=1.0)
-    chars, batches, epochs, started = 0, 0, 0, time.perf_counter()
+    loop = D2LLoop(train_ids, vocab_size)
+    started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        state = None
-        for x, y_steps in seq_data_iter_sequential(train_ids, BATCH, STEPS):
-            if state is None:
-                state = net.begin_state(BATCH)
-            else:
-                state.detach_()
-            y = y_steps.T.reshape(-1)
-            y_hat, state = net(x, state)
-            loss_value = loss(y_hat, y.long()).mean()
-            updater.zero_grad()
-            loss_value.backward()
-            grad_clipping(net, 1)
-            updater.step()
-            chars, batches = chars + y.numel(), batches + 1
-            if time.perf_counter() - started >= seconds:
-                break
-        epochs += 1
-    elapsed = time.perf_counter() - started
-    return net, {"train_seconds": elapsed, "chars": chars, "batches": batches, "epochs_started": epochs}
+        loop.step()
+    return loop.net, loop.report(time.perf_counter() - started)
 
 
 class TimeBudget(Callback):
-    """Stop a trainlab run once ``seconds`` have passed since training started; count what it trained."""
+    """Stop a trainlab run once it has trained for ``seconds``; count what it trained.  With ``alternate``, one batch
+    of that d2l loop runs after each of trainlab's, timed apart: that time is the d2l loop's, not trainlab's.
+
+    Also timed: what trainlab does between epochs (validation, checkpoint), which the d2l loop does not do; it counts
+    in ``train_seconds`` and is reported as ``epoch_end_seconds``."""
 
     order = 95
 
-    def __init__(self, seconds: float, chars_per_batch: int) -> None:
-        self.seconds, self.chars_per_batch = seconds, chars_per_batch
-        self.started = self.stopped = 0.0
+    def __init__(self, seconds: float, chars_per_batch: int, alternate: D2LLoop | None = None) -> None:
+        self.seconds, self.chars_per_batch, self.alternate = seconds, chars_per_batch, alternate
+        self.started = self.stopped = self.epoch_end_seconds = 0.0
+        self.last_batch_end: float | None = None
         self.batches = 0
 
     def on_fit_start(self, trainer: Any, state: Any) -> None:
         self.started = time.perf_counter()
 
+    def on_epoch_start(self, trainer: Any, state: Any) -> None:
+        if self.last_batch_end is not None:
+            self.epoch_end_seconds += time.perf_counter() - self.last_batch_end
+
     def on_batch_end(self, trainer: Any, state: Any) -> None:
         self.batches += 1
-        if time.perf_counter() - self.started >= self.seconds:
+        if self.alternate is not None and self.batches % self.alternate.turn == 0:
+            for _ in range(self.alternate.turn):
+                self.alternate.step()
+        if self.own_seconds() >= self.seconds:
             self.stopped = time.perf_counter()
             state.stop(f"time budget of {self.seconds:g} s")
+        self.last_batch_end = time.perf_counter()
+
+    def own_seconds(self) -> float:
+        """Seconds trainlab has trained: since the start, less the alternating d2l loop's batches."""
+        alternated = self.alternate.seconds if self.alternate is not None else 0.0
+        return (self.stopped or time.perf_counter()) - self.started - alternated
 
     def report(self) -> dict[str, Any]:
-        elapsed = (self.stopped or time.perf_counter()) - self.started
-        return {"train_seconds": elapsed, "chars": self.batches * self.chars_per_batch, "batches": self.batches}
+        return {"train_seconds": self.own_seconds(), "chars": self.batches * self.chars_per_batch,
+                "batches": self.batches, "epoch_end_seconds": self.epoch_end_seconds}
 
 
 def train_trainlab(model: str, overrides: list[str], seconds: float, threads: int | None, root: str | None,
-                   out: Path, name: str) -> tuple[nn.Module, dict[str, Any]]:
-    """One ``trainlab`` run of ``model`` on ``austen`` for ``seconds`` of training; the final weights."""
+                   out: Path, name: str, alternate: D2LLoop | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """One ``trainlab`` run of ``model`` on ``austen`` for ``seconds`` of training; the final weights.
+    ``alternate``: a d2l loop that trains one batch after each of trainlab's (see :class:`TimeBudget`)."""
     steps = next(int(o.split("=")[1]) for o in overrides if o.startswith("data.num_steps="))
     batch = next(int(o.split("=")[1]) for o in overrides if o.startswith("train.batch_size="))
-    budget = TimeBudget(seconds, batch * steps)
+    budget = TimeBudget(seconds, batch * steps, alternate)
     extra = ["train.epochs=1000", "callbacks.progress.style=none", "callbacks.checkpoint.save_best=false"]
     extra += [f"train.threads={threads}"] if threads else []  # no "best": the run's weights are its final ones
     extra += [f"data.root={root}"] if root else []
@@ -218,47 +267,78 @@ def main() -> None:
                         choices=["d2l", *TRAINLAB])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1, help="run the variants this many times, alternating")
+    parser.add_argument("--interleave", type=int, default=0, metavar="K",
+                        help="alternate d2l and one trainlab variant every K batches in one run: --variants d2l X")
     args = parser.parse_args()
+    if args.interleave < 0:
+        parser.error(f"--interleave K takes K >= 1 batches per turn (0, the default: no interleaving), "
+                     f"got {args.interleave}")
+    if args.interleave and (len(args.variants) != 2 or args.variants[0] != "d2l"):
+        parser.error("--interleave alternates the d2l loop with one trainlab variant: --variants d2l VARIANT")
     default_threads = torch.get_num_threads()
     bundle = build("austen", val_fraction=0.1, num_steps=STEPS, **({"root": args.root} if args.root else {}))
     train_ids, val_ids, vocab = bundle.train.ids, bundle.val.ids, bundle.meta.num_classes
     common = {"bench": "sequence", "text": "pride-and-prejudice", "train_chars": len(train_ids),
-              "val_chars": len(val_ids), "vocab": vocab, "budget_s": args.seconds, "seed": args.seed}
-    speeds: dict[str, list[float]] = {}
+              "val_chars": len(val_ids), "vocab": vocab, "budget_s": args.seconds, "seed": args.seed,
+              "interleaved": args.interleave}
+    speeds: dict[str, dict[str, list[float]]] = {"chars_per_s": {}, "batch_chars_per_s": {}}
     with tempfile.TemporaryDirectory() as out:
         for round_index, variant in [(r, v) for r in range(args.rounds) for v in args.variants]:
+            if variant == "d2l" and args.interleave:
+                continue  # it trains inside the trainlab variant's run, between its batches
             random.seed(args.seed)
             torch.manual_seed(args.seed)
             torch.set_num_threads(args.threads or default_threads)  # a trainlab run may have changed it
             env = environment(args.threads)
-            if variant == "d2l":
-                net, stats = train_d2l(train_ids, vocab, args.seconds)
-                step, recipe = d2l_step(net.eval()), "d2l: nn.RNN 256 one-hot, 32x35, SGD lr 1, clip 1, carried"
-            else:
-                model, overrides = TRAINLAB[variant]
-                overrides = [*overrides, f"train.seed={args.seed}"]
-                net, stats = train_trainlab(model, overrides, args.seconds, args.threads, args.root, Path(out),
-                                            f"{variant}-{round_index}")
-                step, recipe = trainlab_step(net), f"{model} " + " ".join(overrides)
+            results = train_variant(variant, args, train_ids, vocab, Path(out) / f"{variant}-{round_index}")
             threads_used = torch.get_num_threads()  # trainlab sets its own for training
-            ppl = validation_perplexity(step, val_ids)
-            chars_per_s = stats["chars"] / stats["train_seconds"]
-            speeds.setdefault(variant, []).append(chars_per_s)
-            print(json.dumps(_rounded({**common, "variant": variant, "round": round_index, "recipe": recipe,
-                                       "val_ppl": ppl,
-                                       "chars_per_s": chars_per_s, **stats, **env, "threads_used": threads_used,
-                                       "load_avg_1min_after": os.getloadavg()[0]})), flush=True)
-    if args.rounds > 1:
+            for name, step, recipe, stats in results:
+                line = {**common, "variant": name, "round": round_index, "recipe": recipe,
+                        "val_ppl": validation_perplexity(step, val_ids), **speed(stats), **stats, **env,
+                        "threads_used": threads_used, "load_avg_1min_after": os.getloadavg()[0]}
+                for key, per_variant in speeds.items():
+                    per_variant.setdefault(name, []).append(line[key])
+                print(json.dumps(_rounded(line)), flush=True)
+    if args.rounds > 1 or args.interleave:
         print(json.dumps(_rounded(summary(speeds, common, args.rounds))), flush=True)
 
 
-def summary(speeds: dict[str, list[float]], common: dict[str, Any], rounds: int) -> dict[str, Any]:
-    """Median characters/s of each variant, and the median over rounds of each variant's ratio to ``d2l``."""
+def train_variant(variant: str, args: argparse.Namespace, train_ids: torch.Tensor, vocab: int,
+                  out: Path) -> list[tuple[str, Step, str, dict[str, Any]]]:
+    """Train ``variant`` (with ``--interleave``, the d2l loop alongside) → ``(name, evaluator step, recipe, stats)``
+    for each loop that trained."""
+    if variant == "d2l":
+        net, stats = train_d2l(train_ids, vocab, args.seconds)
+        return [(variant, d2l_step(net.eval()), D2L_RECIPE, stats)]
+    alternate = D2LLoop(train_ids, vocab, args.interleave) if args.interleave else None
+    model, overrides = TRAINLAB[variant]
+    overrides = [*overrides, f"train.seed={args.seed}"]
+    net, stats = train_trainlab(model, overrides, args.seconds, args.threads, args.root, out.parent, out.name,
+                                alternate)
+    results = [(variant, trainlab_step(net), f"{model} " + " ".join(overrides), stats)]
+    if alternate is not None:
+        results.insert(0, ("d2l", d2l_step(alternate.net.eval()), D2L_RECIPE, alternate.report(alternate.seconds)))
+    return results
+
+
+def speed(stats: dict[str, Any]) -> dict[str, float]:
+    """Characters/s over all training time, and over the batches only (less trainlab's epoch-end validation and
+    checkpoints; the d2l loop has none)."""
+    batch_seconds = stats["train_seconds"] - stats.get("epoch_end_seconds", 0.0)
+    return {"chars_per_s": stats["chars"] / stats["train_seconds"], "batch_chars_per_s": stats["chars"] / batch_seconds}
+
+
+def summary(speeds: dict[str, dict[str, list[float]]], common: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """Median characters/s of each variant, and the median over rounds of each variant's ratio to ``d2l``: over all
+    training time (``median_ratio_to_d2l``) and over the batches only (``median_batch_ratio_to_d2l``)."""
     line: dict[str, Any] = {**common, "variant": "summary", "rounds": rounds}
-    line["median_chars_per_s"] = {name: statistics.median(values) for name, values in speeds.items()}
-    if "d2l" in speeds:
-        line["median_ratio_to_d2l"] = {name: statistics.median(v / d for v, d in zip(values, speeds["d2l"]))
-                                       for name, values in speeds.items() if name != "d2l"}
+    per_s = speeds["chars_per_s"]
+    line["median_chars_per_s"] = {name: statistics.median(values) for name, values in per_s.items()}
+    for key, label in (("chars_per_s", "median_ratio_to_d2l"), ("batch_chars_per_s", "median_batch_ratio_to_d2l")):
+        values = speeds[key]
+        if "d2l" in values:
+            line[label] = {name: statistics.median(v / d for v, d in zip(mine, values["d2l"]))
+                           for name, mine in values.items() if name != "d2l"}
     return line
 
 
