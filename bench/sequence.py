@@ -26,12 +26,16 @@ and ends with a summary line: each variant's median characters/s and the median 
 ``d2l``.  On a shared machine, whose speed drifts over minutes, alternating short runs compare the loops under the
 same conditions; one long run each compares them under whatever the machine did at the time.
 
-``--interleave`` goes further: the d2l loop trains one batch after each of trainlab's, inside trainlab's run, timed
-apart (each loop's ``train_seconds`` is its own batches' time; trainlab's still includes its epoch-end validation and
-checkpoints).  Both see the same machine within milliseconds, so the ratio moves by about 1% between runs where
-rounds of 20 s move by 5–10%; each loop still has the caches cooled by the other, which a loop running alone has not.
+``--interleave K`` goes further: the d2l loop trains K batches after every K of trainlab's, inside trainlab's run,
+timed apart (each loop's ``train_seconds`` is its own time; trainlab's still includes its epoch-end validation and
+checkpoints).  Both see the same machine within a fraction of a second: three such runs moved by 3% where the medians
+of two sets of rounds moved by 15% (``bench/RESULTS.md``).  Each loop then runs with the caches the other left, which
+a loop running alone does not.
 
-Run: ``python bench/sequence.py [--seconds 150] [--threads N] [--variants ...] [--rounds N] [--interleave]``
+Every line also gives ``batch_chars_per_s``, characters per second of the batches alone: trainlab's time less what
+it does between epochs (``epoch_end_seconds``: validation, checkpoint), which the d2l loop does not do.
+
+Run: ``python bench/sequence.py [--seconds 150] [--threads N] [--variants ...] [--rounds N] [--interleave K]``
 """
 
 from __future__ import annotations
@@ -165,8 +169,9 @@ def train_d2l(train_ids: torch.Tensor, vocab_size: int, seconds: float) -> tuple
 
 
 class TimeBudget(Callback):
-    """Stop a trainlab run once it has trained for ``seconds``; count what it trained.  With ``alternate``, one batch
-    of that d2l loop runs after each of trainlab's, timed apart: that time is the d2l loop's, not trainlab's.
+    """Stop a trainlab run once it has trained for ``seconds``; count what it trained.  With ``alternate``, that d2l
+    loop trains ``alternate.turn`` batches after every ``turn`` of trainlab's, timed apart: that time is the d2l
+    loop's, not trainlab's.
 
     Also timed: what trainlab does between epochs (validation, checkpoint), which the d2l loop does not do; it counts
     in ``train_seconds`` and is reported as ``epoch_end_seconds``."""
@@ -209,7 +214,7 @@ class TimeBudget(Callback):
 def train_trainlab(model: str, overrides: list[str], seconds: float, threads: int | None, root: str | None,
                    out: Path, name: str, alternate: D2LLoop | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """One ``trainlab`` run of ``model`` on ``austen`` for ``seconds`` of training; the final weights.
-    ``alternate``: a d2l loop that trains one batch after each of trainlab's (see :class:`TimeBudget`)."""
+    ``alternate``: a d2l loop that trains in turns with trainlab's batches (see :class:`TimeBudget`)."""
     steps = next(int(o.split("=")[1]) for o in overrides if o.startswith("data.num_steps="))
     batch = next(int(o.split("=")[1]) for o in overrides if o.startswith("train.batch_size="))
     budget = TimeBudget(seconds, batch * steps, alternate)
