@@ -120,8 +120,8 @@ class D2LLoop:
     """d2l's ``train_epoch_ch8`` with sequential partitioning, one batch per :meth:`step`: run alone until a budget
     (:func:`train_d2l`) or in turns with trainlab's batches (``--interleave``, :class:`TimeBudget`)."""
 
-    def __init__(self, train_ids: torch.Tensor, vocab_size: int, turn: int = 1) -> None:
-        self.train_ids, self.turn = train_ids, turn  # batches per turn when alternating (see TimeBudget)
+    def __init__(self, train_ids: torch.Tensor, vocab_size: int) -> None:
+        self.train_ids = train_ids
         self.net = D2LRNNModel(vocab_size)
         self.loss = nn.CrossEntropyLoss()
         self.updater = torch.optim.SGD(self.net.parameters(), lr=1.0)
@@ -155,8 +155,10 @@ class D2LLoop:
         self.updater.step()
         self.chars, self.batches = self.chars + y.numel(), self.batches + 1
 
-    def report(self, seconds: float) -> dict[str, Any]:
-        return {"train_seconds": seconds, "chars": self.chars, "batches": self.batches, "epochs_started": self.epochs}
+    def report(self, seconds: float | None = None) -> dict[str, Any]:
+        """What it trained in ``seconds`` (default: the time spent in :meth:`step`)."""
+        return {"train_seconds": self.seconds if seconds is None else seconds, "chars": self.chars,
+                "batches": self.batches, "epochs_started": self.epochs}
 
 
 def train_d2l(train_ids: torch.Tensor, vocab_size: int, seconds: float) -> tuple[nn.Module, dict[str, Any]]:
@@ -170,16 +172,16 @@ def train_d2l(train_ids: torch.Tensor, vocab_size: int, seconds: float) -> tuple
 
 class TimeBudget(Callback):
     """Stop a trainlab run once it has trained for ``seconds``; count what it trained.  With ``alternate``, that d2l
-    loop trains ``alternate.turn`` batches after every ``turn`` of trainlab's, timed apart: that time is the d2l
-    loop's, not trainlab's.
+    loop trains ``turn`` batches after every ``turn`` of trainlab's, timed apart: that time is the d2l loop's, not
+    trainlab's.
 
     Also timed: what trainlab does between epochs (validation, checkpoint), which the d2l loop does not do; it counts
     in ``train_seconds`` and is reported as ``epoch_end_seconds``."""
 
     order = 95
 
-    def __init__(self, seconds: float, chars_per_batch: int, alternate: D2LLoop | None = None) -> None:
-        self.seconds, self.chars_per_batch, self.alternate = seconds, chars_per_batch, alternate
+    def __init__(self, seconds: float, chars_per_batch: int, alternate: D2LLoop | None = None, turn: int = 1) -> None:
+        self.seconds, self.chars_per_batch, self.alternate, self.turn = seconds, chars_per_batch, alternate, turn
         self.started = self.stopped = self.epoch_end_seconds = 0.0
         self.last_batch_end: float | None = None
         self.batches = 0
@@ -193,8 +195,8 @@ class TimeBudget(Callback):
 
     def on_batch_end(self, trainer: Any, state: Any) -> None:
         self.batches += 1
-        if self.alternate is not None and self.batches % self.alternate.turn == 0:
-            for _ in range(self.alternate.turn):
+        if self.alternate is not None and self.batches % self.turn == 0:
+            for _ in range(self.turn):
                 self.alternate.step()
         if self.own_seconds() >= self.seconds:
             self.stopped = time.perf_counter()
@@ -212,12 +214,14 @@ class TimeBudget(Callback):
 
 
 def train_trainlab(model: str, overrides: list[str], seconds: float, threads: int | None, root: str | None,
-                   out: Path, name: str, alternate: D2LLoop | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                   out: Path, name: str, alternate: D2LLoop | None = None,
+                   turn: int = 1) -> tuple[nn.Module, dict[str, Any]]:
     """One ``trainlab`` run of ``model`` on ``austen`` for ``seconds`` of training; the final weights.
-    ``alternate``: a d2l loop that trains in turns with trainlab's batches (see :class:`TimeBudget`)."""
+    ``alternate``: a d2l loop that trains ``turn`` batches after every ``turn`` of trainlab's (see
+    :class:`TimeBudget`)."""
     steps = next(int(o.split("=")[1]) for o in overrides if o.startswith("data.num_steps="))
     batch = next(int(o.split("=")[1]) for o in overrides if o.startswith("train.batch_size="))
-    budget = TimeBudget(seconds, batch * steps, alternate)
+    budget = TimeBudget(seconds, batch * steps, alternate, turn)
     extra = ["train.epochs=1000", "callbacks.progress.style=none", "callbacks.checkpoint.save_best=false"]
     extra += [f"train.threads={threads}"] if threads else []  # no "best": the run's weights are its final ones
     extra += [f"data.root={root}"] if root else []
@@ -315,14 +319,14 @@ def train_variant(variant: str, args: argparse.Namespace, train_ids: torch.Tenso
     if variant == "d2l":
         net, stats = train_d2l(train_ids, vocab, args.seconds)
         return [(variant, d2l_step(net.eval()), D2L_RECIPE, stats)]
-    alternate = D2LLoop(train_ids, vocab, args.interleave) if args.interleave else None
+    alternate = D2LLoop(train_ids, vocab) if args.interleave else None
     model, overrides = TRAINLAB[variant]
     overrides = [*overrides, f"train.seed={args.seed}"]
     net, stats = train_trainlab(model, overrides, args.seconds, args.threads, args.root, out.parent, out.name,
-                                alternate)
+                                alternate, args.interleave)
     results = [(variant, trainlab_step(net), f"{model} " + " ".join(overrides), stats)]
     if alternate is not None:
-        results.insert(0, ("d2l", d2l_step(alternate.net.eval()), D2L_RECIPE, alternate.report(alternate.seconds)))
+        results.insert(0, ("d2l", d2l_step(alternate.net.eval()), D2L_RECIPE, alternate.report()))
     return results
 
 

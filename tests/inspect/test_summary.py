@@ -90,7 +90,8 @@ def test_from_scratch_layers_count_the_macs_of_torchs():
         per_step = gates * 7 * (5 + 7) + gates * 7 * (7 + 7)  # two layers: input 5 then 7, hidden 7
         ours, torch_layer = scratch_rnn.Recurrent(mode, 5, 7, num_layers=2), theirs(5, 7, num_layers=2)
         assert layer_macs(ours, ours(x)[0]) == layer_macs(torch_layer, torch_layer(x)[0]) == 9 * 2 * per_step
-    for cell, gates in [(scratch_rnn.RNNCell(5, 7), 1), (scratch_rnn.LSTMCell(5, 7), 4), (scratch_rnn.GRUCell(5, 7), 3)]:
+    cells = [(scratch_rnn.RNNCell(5, 7), 1), (scratch_rnn.LSTMCell(5, 7), 4), (scratch_rnn.GRUCell(5, 7), 3)]
+    for cell, gates in cells:
         h = cell(torch.randn(2, 5))
         assert layer_macs(cell, h[0] if isinstance(h, tuple) else h) == 2 * gates * 7 * (5 + 7)
 

@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_trust_code_flag(ev)
     ev.set_defaults(handler=run_eval)
 
-    pr = subparsers.add_parser("predict", help="predict image files, a CSV table, passages or translations with a saved run",
+    pr = subparsers.add_parser("predict",
+                               help="predict image files, a CSV table, passages or translations with a saved run",
                                description=PREDICT_DESCRIPTION, formatter_class=HelpFormatter)
     pr.add_argument("run_dir", help="run directory (a k-fold directory averages its fold models)")
     pr.add_argument("inputs", nargs="+", help="image files, one CSV file for a run trained on a table, passages "

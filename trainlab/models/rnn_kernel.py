@@ -116,22 +116,24 @@ class _Recurrence(torch.autograd.Function):
                 previous = step.addmm_(previous, weight).relu_()
         outputs = z if table is None else z.detach()  # an alias: the workspace sees while the caller holds it
         ctx.save_for_backward(outputs, h0, w_hh, None if table is None else inputs)
-        ctx.tanh, ctx.rows = nonlinearity == "tanh", None if table is None else table.shape[0]  # type: ignore[attr-defined]
+        ctx.tanh = nonlinearity == "tanh"  # type: ignore[attr-defined]
+        ctx.rows = None if table is None else table.shape[0]  # type: ignore[attr-defined]
         return outputs
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         outputs, h0, w_hh, ids = ctx.saved_tensors  # type: ignore[attr-defined]
-        scale = _input_scale(ctx.tanh)  # type: ignore[attr-defined]
-        grad_z = _step_gradients(outputs, grad_outputs, w_hh, ctx.tanh, reuse=ids is not None)  # type: ignore[attr-defined]
+        tanh, rows = ctx.tanh, ctx.rows  # type: ignore[attr-defined]
+        scale = _input_scale(tanh)
+        grad_z = _step_gradients(outputs, grad_outputs, w_hh, tanh, reuse=ids is not None)
         hidden = outputs.shape[-1]
         grad_w = torch.mm(grad_z[1:].reshape(-1, hidden).t(), outputs[:-1].reshape(-1, hidden))
         grad_w.addmm_(grad_z[0].t(), h0).mul_(scale)
         grad_h0 = torch.mm(grad_z[0], w_hh).mul_(scale)
         if ids is None:
             return grad_z, None, grad_h0, grad_w, None
-        grad_table = outputs.new_zeros(ctx.rows, hidden).index_add_(0, ids.reshape(-1), grad_z.view(-1, hidden))  # type: ignore[attr-defined]
+        grad_table = outputs.new_zeros(rows, hidden).index_add_(0, ids.reshape(-1), grad_z.view(-1, hidden))
         return None, grad_table, grad_h0, grad_w, None
 
 
