@@ -33,6 +33,18 @@ def test_an_atomic_write_replaces_the_whole_file(tmp_path: Path) -> None:
     assert path.read_text() == "trial,val_loss\n0,0.5\n1,0.25\n"
 
 
+def test_two_writers_of_one_file_each_write_their_own_temporary(tmp_path: Path) -> None:
+    """Two search workers finishing together both rewrite trials.csv: with one shared temporary name, the first
+    rename took the other's file away and its write failed (FileNotFoundError in a two-worker search)."""
+    path = tmp_path / "trials.csv"
+    with atomic.atomic_path(path) as outer, atomic.atomic_path(path) as inner:
+        assert outer != inner and outer.name.endswith(atomic.TMP_SUFFIX)
+        outer.write_text("outer")
+        inner.write_text("inner")
+    assert path.read_text() == "outer"  # the last rename wins, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials.csv"]
+
+
 def test_summaries_are_stamped_with_the_schema_and_read_back(tmp_path: Path) -> None:
     rundir.write_summary(tmp_path, {"status": "completed", "model": "mlp"})
     on_disk = json.loads((tmp_path / rundir.SUMMARY_FILE).read_text())

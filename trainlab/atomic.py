@@ -14,6 +14,7 @@ import json
 import math
 import numbers
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,9 +42,13 @@ def fsync_file(path: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on success it is fsynced and renamed onto
-    ``path``; on any error the temporary file is removed and ``path`` is left as it was."""
+    ``path``; on any error the temporary file is removed and ``path`` is left as it was.
+
+    The temporary name is the writer's own (process id and a random part): two writers of one file — search
+    workers finishing together both rewrite ``trials.csv`` — each rename a complete file, the last one wins, and
+    neither renames or deletes the other's half-written one."""
     path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
     try:
         yield tmp
         fsync_file(tmp)
