@@ -45,15 +45,23 @@ def test_interleave_times_each_loop_on_its_own_batches(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # the runs went to a temporary directory that is gone
 
 
-def test_interleave_needs_the_d2l_loop_and_one_trainlab_variant(tmp_path: Path) -> None:
-    for variants in (["trainlab-d2l"], ["d2l", "trainlab-d2l", "trainlab-recipe"], ["trainlab-d2l", "d2l"]):
-        result = _bench("--seconds", "1", "--interleave", "2", "--variants", *variants, cwd=tmp_path)
-        assert result.returncode == 2
-        assert "--interleave alternates the d2l loop with one trainlab variant: --variants d2l VARIANT" in result.stderr
-        assert result.stdout == ""
-    result = _bench("--seconds", "1", "--interleave", "-3", "--variants", "d2l", "trainlab-d2l", cwd=tmp_path)
-    assert result.returncode == 2 and "--interleave K takes K >= 1 batches per turn" in result.stderr
-    assert "got -3" in result.stderr
+def test_interleave_needs_the_d2l_loop_and_one_trainlab_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process (argparse refuses before any work): one subprocess per case cost 10 s of the default suite."""
+    bench = _bench_module()
+    monkeypatch.chdir(tmp_path)
+    cases = [(["--interleave", "2", "--variants", *variants],
+              "--interleave alternates the d2l loop with one trainlab variant: --variants d2l VARIANT")
+             for variants in (["trainlab-d2l"], ["d2l", "trainlab-d2l", "trainlab-recipe"], ["trainlab-d2l", "d2l"])]
+    cases.append((["--interleave", "-3", "--variants", "d2l", "trainlab-d2l"],
+                  "--interleave K takes K >= 1 batches per turn (0, the default: no interleaving), got -3"))
+    for args, message in cases:
+        monkeypatch.setattr(sys, "argv", [str(BENCH), "--seconds", "1", *args])
+        with pytest.raises(SystemExit) as exited:
+            bench.main()
+        assert exited.value.code == 2
+        out, err = capsys.readouterr()
+        assert message in err and out == ""
     assert not list(tmp_path.iterdir())
 
 

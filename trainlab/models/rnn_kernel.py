@@ -130,7 +130,8 @@ class _Recurrence(torch.autograd.Function):
         hidden = outputs.shape[-1]
         grad_w = torch.mm(grad_z[1:].reshape(-1, hidden).t(), outputs[:-1].reshape(-1, hidden))
         grad_w.addmm_(grad_z[0].t(), h0).mul_(scale)
-        grad_h0 = torch.mm(grad_z[0], w_hh).mul_(scale)
+        needs_h0 = ctx.needs_input_grad[2]  # type: ignore[attr-defined]  # not for zeros or a carried state
+        grad_h0 = torch.mm(grad_z[0], w_hh).mul_(scale) if needs_h0 else None
         if ids is None:
             return grad_z, None, grad_h0, grad_w, None
         grad_table = outputs.new_zeros(rows, hidden).index_add_(0, ids.reshape(-1), grad_z.view(-1, hidden))
