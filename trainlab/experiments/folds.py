@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from typing import Sequence
@@ -14,11 +15,13 @@ from trainlab.data.bundle import DataBundle
 
 
 def pooled(bundle: DataBundle) -> Dataset:
-    """Train and validation together: k-fold re-splits everything that is not the held-out test set."""
+    """Train and validation together: k-fold re-splits everything that is not the held-out test set.  In-memory
+    splits stay one dataset of the train split's class (a ``TokenDataset`` keeps its ids integers)."""
     if bundle.val is None:
         return bundle.train
     if isinstance(bundle.train, TensorDataset) and isinstance(bundle.val, TensorDataset):
-        return TensorDataset(*(torch.cat([a, b]) for a, b in zip(bundle.train.tensors, bundle.val.tensors)))
+        merged = [torch.cat([a, b]) for a, b in zip(bundle.train.tensors, bundle.val.tensors)]
+        return _with_tensors(bundle.train, merged)
     return ConcatDataset([bundle.train, bundle.val])
 
 
@@ -31,11 +34,20 @@ def targets_of(dataset: Dataset) -> np.ndarray:
 
 
 def subset(dataset: Dataset, indices: np.ndarray) -> Dataset:
-    """The examples at ``indices``; in-memory data stays a TensorDataset so the device loader still applies."""
+    """The examples at ``indices``; in-memory data stays a TensorDataset of its own class, so the device loader
+    still applies, with the class's batching (token ids stay integers)."""
     if isinstance(dataset, TensorDataset):
         index = torch.as_tensor(indices, dtype=torch.long)
-        return TensorDataset(*(t[index] for t in dataset.tensors))
+        return _with_tensors(dataset, [t[index] for t in dataset.tensors])
     return Subset(dataset, indices.tolist())
+
+
+def _with_tensors(dataset: TensorDataset, tensors: list[torch.Tensor]) -> TensorDataset:
+    """A copy of ``dataset`` (its class and attributes, e.g. a ``TokenDataset``'s batching) holding ``tensors``;
+    copied rather than rebuilt, since a subclass's constructor may take other arguments."""
+    clone = copy.copy(dataset)
+    clone.tensors = tuple(tensors)
+    return clone
 
 
 def fold_indices(targets: np.ndarray, folds: int, seed: int, stratify: bool) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -75,12 +87,16 @@ WHAT_TEXT_HOLDS = {"lm": "one stream of tokens, read in windows", "classify": "p
 
 
 def split_folds(bundle: DataBundle, folds: int, seed: int) -> FoldSplit:
-    """One bundle per fold (the fold's train and val, the original test) and what identifies the split."""
+    """One bundle per fold (the fold's train and val, the original test) and what identifies the split.
+
+    Passages with one label each (``austen-novels``) split like table rows; a token stream (language models) or
+    source and target sequences do not."""
     task = bundle.meta.text_task
-    if task is not None:
+    if task not in (None, "classify"):
         held = WHAT_TEXT_HOLDS.get(task, "token sequences")
-        raise ValueError(f"k-fold re-splits images and table rows; this text dataset holds {held}, which it cannot "
-                         "split yet: train it with `trainlab train`, which holds out data.val_fraction")
+        raise ValueError(f"k-fold re-splits images, table rows and labelled passages; this text dataset holds "
+                         f"{held}, which it cannot split yet: train it with `trainlab train`, which holds out "
+                         "data.val_fraction")
     pool = pooled(bundle)
     targets = targets_of(pool)
     splits = fold_indices(targets, folds, seed, stratify=bundle.meta.task == "classification")
