@@ -98,11 +98,15 @@ def test_an_own_model_without_a_state_is_refused_on_text_that_carries_one(tmp_pa
 
 @pytest.mark.parametrize(("model", "data", "extra", "holds"), [
     ("gru", "austen", ["--set", "data.max_tokens=3000"], "one stream of tokens, read in windows"),
-    ("seq2seq", "numbers-to-digits", ["--set", "data.n=60"], "source and target sequences"),
+    ("gru", "text", ["--set", "data.path=tiny.txt"], "one stream of tokens, read in windows"),
 ])
-def test_kfold_refuses_text_datasets_before_anything_is_written(run_cli, tmp_path: Path, model: str, data: str,
-                                                                extra: list[str], holds: str):
-    """Splitting them crashed (a token stream, multi-output targets for scikit-learn, passages read as floats)."""
+def test_kfold_refuses_a_token_stream_before_anything_is_written(run_cli, tmp_path: Path, model: str, data: str,
+                                                                 extra: list[str], holds: str,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """A language model's text is one stream read in windows: folds of windows would train on their neighbours.
+    (Passages and translation pairs split: tests/experiments/test_kfold_text.py.)"""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.txt").write_text("the cat sat on the mat. " * 40, encoding="utf-8")
     out = tmp_path / "runs"
     code, _, err = run_cli("kfold", "--model", model, "--data", data, "--folds", "2", "--epochs", "1",
                            "--out", str(out), *extra)

@@ -33,6 +33,7 @@ from trainlab.inference.table import TablePrediction, predict_table
 from trainlab.inference.text import predict_texts
 from trainlab.losses import build_loss
 from trainlab.models import custom
+from trainlab.models.recurrent import PerStepLoss
 from trainlab.session import build_data, build_model, build_session, missing_split
 
 
@@ -214,7 +215,8 @@ class KFoldRun(RunDirectory):
         dev = resolve_device(device)
         models = self.load_models(dev)
         loader = loader_for(dataset, self.meta, cfg.train.batch_size, dev)
-        loss_fn = build_loss(cfg.loss.name, self.meta.task, **cfg.loss.options())
+        # per-step outputs (an encoder-decoder's) are scored step by step, as each fold's own evaluation does
+        loss_fn = PerStepLoss(build_loss(cfg.loss.name, self.meta.task, **cfg.loss.options()))
         flip = cfg.train.tta_flip if tta is None else tta
         return ensemble_metrics(models, loader, self.meta.task, loss_fn, split, tta_flip=flip)
 

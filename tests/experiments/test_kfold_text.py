@@ -1,5 +1,6 @@
-"""K-fold on labelled passages (``austen-novels``): the folds keep their token ids as integers, cover the pool, and
-the fold ensemble classifies a passage with the mean of the fold models' probabilities."""
+"""K-fold on text: labelled passages (``austen-novels``) keep their token ids as integers, cover the pool, and the
+fold ensemble classifies a passage with the mean of the fold models' probabilities; translation pairs
+(``numbers-to-digits``) split unstratified, their out-of-fold rows are texts, and the ensemble is scored per step."""
 
 from __future__ import annotations
 
@@ -71,3 +72,42 @@ def test_the_fold_ensemble_classifies_a_passage_with_the_mean_of_the_folds(kfold
     row = json.loads(out)
     assert row["label"] == ensemble.meta.classes[int(mean.argmax())]
     assert row["probability"] == pytest.approx(float(mean.max()), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def kfold_translation(tmp_path_factory: pytest.TempPathFactory) -> KFoldResult:
+    tmp = tmp_path_factory.mktemp("kfold-seq2seq")
+    cfg = config_mod.load(overrides={
+        "model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 300, "train.epochs": 2,
+        "optim.name": "adam", "optim.lr": 0.01, "train.batch_size": 32, "callbacks.progress.style": "none",
+        "train.out": str(tmp / "runs"), "train.name": "cv"})
+    return run_kfold(cfg, 2)
+
+
+def test_translation_pairs_split_plainly_and_oof_rows_are_texts_scored_like_val_exact(
+        kfold_translation: KFoldResult) -> None:
+    """Stratifying target sequences failed in scikit-learn; an out-of-fold row per pair could not hold a sequence,
+    and the ensemble's loss compared (N, T, V) outputs with (N, T) labels."""
+    root = kfold_translation.path
+    assert json.loads((root / "kfold.json").read_text())["stratified"] is False
+    oof = pd.read_csv(root / "oof.csv", dtype={"target": str, "prediction": str}, keep_default_na=False)
+    assert list(oof.columns) == ["index", "fold", "target", "prediction", "correct"]
+    assert sorted(oof["index"]) == list(range(len(oof)))
+    assert oof["target"].str.fullmatch(r"\d+").all()  # digits, as the dataset spells numbers
+    assert (oof["correct"] == (oof["target"] == oof["prediction"])).all()
+    folds = pd.read_csv(root / "folds.csv")
+    for fold, rows in oof.groupby("fold"):
+        assert rows["correct"].mean() == pytest.approx(float(folds.loc[folds["fold"] == fold, "val_exact"].iloc[0]))
+
+
+def test_translation_ensemble_loss_is_the_mean_over_target_steps(kfold_translation: KFoldResult) -> None:
+    ensemble = KFoldRun(kfold_translation.path)
+    bundle = build("numbers-to-digits", seed=ensemble.config.train.seed, **ensemble.config.data.options())
+    x, y = bundle.test.tensors
+    with torch.no_grad():
+        mean = torch.stack([model.eval()(x).softmax(dim=-1) for model in ensemble.load_models()]).mean(dim=0)
+    steps = y >= 0
+    picked = mean.gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)[steps]
+    metrics = ensemble.evaluate("test", device="cpu")
+    assert metrics["test_loss"] == pytest.approx(float(-picked.clamp_min(1e-12).log().mean()), rel=1e-4)
+    assert metrics == pytest.approx(json.loads((kfold_translation.path / "summary.json").read_text())["test"])

@@ -75,35 +75,32 @@ def fold_indices(targets: np.ndarray, folds: int, seed: int, stratify: bool) -> 
 
 @dataclass
 class FoldSplit:
-    """The folds of one dataset: each fold's bundle, its validation indices into the pool, and a fingerprint."""
+    """The folds of one dataset: each fold's bundle, its validation indices into the pool, a fingerprint, and
+    whether the folds keep the class proportions."""
 
     bundles: list[DataBundle]
     val_parts: list[np.ndarray]
     fingerprint: str
-
-
-WHAT_TEXT_HOLDS = {"lm": "one stream of tokens, read in windows", "classify": "padded passages",
-                   "seq2seq": "source and target sequences"}
+    stratified: bool
 
 
 def split_folds(bundle: DataBundle, folds: int, seed: int) -> FoldSplit:
     """One bundle per fold (the fold's train and val, the original test) and what identifies the split.
 
-    Passages with one label each (``austen-novels``) split like table rows; a token stream (language models) or
-    source and target sequences do not."""
-    task = bundle.meta.text_task
-    if task not in (None, "classify"):
-        held = WHAT_TEXT_HOLDS.get(task, "token sequences")
-        raise ValueError(f"k-fold re-splits images, table rows and labelled passages; this text dataset holds "
-                         f"{held}, which it cannot split yet: train it with `trainlab train`, which holds out "
-                         "data.val_fraction")
+    Passages with one label each (``austen-novels``) split like table rows, translation pairs too (unstratified:
+    a target sequence is no class); a token stream (language models) does not."""
+    if bundle.meta.text_task == "lm":
+        raise ValueError("k-fold re-splits images, table rows, labelled passages and translation pairs; this text "
+                         "dataset holds one stream of tokens, read in windows, which it cannot split yet: train it "
+                         "with `trainlab train`, which holds out data.val_fraction")
     pool = pooled(bundle)
     targets = targets_of(pool)
-    splits = fold_indices(targets, folds, seed, stratify=bundle.meta.task == "classification")
+    stratify = bundle.meta.task == "classification" and targets.ndim == 1  # not target sequences
+    splits = fold_indices(targets, folds, seed, stratify=stratify)
     bundles = [DataBundle(train=subset(pool, tr), val=subset(pool, va), test=bundle.test, meta=bundle.meta)
                for tr, va in splits]
     val_parts = [va for _, va in splits]
-    return FoldSplit(bundles, val_parts, split_fingerprint(targets, val_parts))
+    return FoldSplit(bundles, val_parts, split_fingerprint(targets, val_parts), stratify)
 
 
 def fold_bundles(bundle: DataBundle, folds: int, seed: int) -> tuple[list[DataBundle], list[np.ndarray]]:

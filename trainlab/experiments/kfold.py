@@ -27,11 +27,14 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from trainlab import config as config_mod
 from trainlab import rundir
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
+from trainlab.data.seq2seq import decode_outputs
+from trainlab.data.text import Vocabulary
 from trainlab.engine import checkpoint
 from trainlab.engine.runtime import resolve_device
 from trainlab.experiments.folds import FoldSplit, split_folds
@@ -97,7 +100,7 @@ def run_kfold(cfg: RunConfig, folds: int, on_fold: OnFold | None = None,
     rundir.save_config(root, cfg)
     rundir.write_data_meta(root, bundle.meta)
     rundir.write_json(root / KFOLD_FILE, {"folds": folds, "seed": cfg.train.seed,
-                                          "stratified": bundle.meta.task == "classification",
+                                          "stratified": split.stratified,
                                           "examples": sum(len(part) for part in split.val_parts),
                                           "fingerprint": split.fingerprint, "completed": []})
     with rundir.exclusive(root):
@@ -260,6 +263,8 @@ def _oof_frame(run: Run, bundle: DataBundle, val_idx: np.ndarray, fold: int) -> 
     loader = loader_for(bundle.val, bundle.meta, run.config.train.batch_size, device)
     outputs, targets = loader_outputs(run.load_model(device), loader, bundle.meta.task,
                                       tta_flip=run.config.train.tta_flip)
+    if outputs.dim() == 3:  # an encoder-decoder's target sequences
+        return _sequence_oof_frame(val_idx, fold, outputs, targets, bundle.meta.preprocess)
     frame = pd.DataFrame({"index": val_idx, "fold": fold, "target": targets.numpy()})
     if bundle.meta.task == "classification":
         classes = bundle.meta.classes or [str(c) for c in range(outputs.shape[1])]
@@ -270,6 +275,17 @@ def _oof_frame(run: Run, bundle: DataBundle, val_idx: np.ndarray, fold: int) -> 
     else:
         frame["prediction"] = outputs.numpy()
     return frame
+
+
+def _sequence_oof_frame(val_idx: np.ndarray, fold: int, outputs: torch.Tensor, targets: torch.Tensor,
+                        preprocess: dict[str, Any]) -> pd.DataFrame:
+    """Out-of-fold rows of an encoder-decoder: the target and the greedy prediction as text, and whether every
+    target step up to ``<eos>`` was predicted (padding after it excepted), as the folds' ``val_exact`` counts."""
+    vocab = Vocabulary.from_record(preprocess)
+    wanted = [vocab.decode([i for i in row if i >= 0][:-1]) for row in targets.tolist()]  # up to <eos>
+    right = (outputs.argmax(dim=-1) == targets) | (targets < 0)
+    return pd.DataFrame({"index": val_idx, "fold": fold, "target": wanted,
+                         "prediction": decode_outputs(outputs, vocab), "correct": right.all(dim=1).numpy()})
 
 
 def _aggregate(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
