@@ -83,3 +83,25 @@ def test_split_folds_stratifies_classification_bundles() -> None:
         assert np.bincount(targets_of(fold.val), minlength=3).tolist() == [12, 6, 2]
         assert np.bincount(targets_of(fold.train), minlength=3).tolist() == [48, 24, 8]
         assert (targets_of(fold.val) == targets[val_idx]).all()
+
+
+class _Labelled(TensorDataset):
+    """A user's in-memory dataset whose constructor takes something other than the tensors."""
+
+    def __init__(self, size: int, offset: int) -> None:
+        super().__init__(torch.arange(size).float().unsqueeze(1) + offset, torch.arange(size) % 2)
+        self.offset = offset
+
+
+def test_pooled_and_fold_subsets_keep_a_tensor_datasets_own_class_and_attributes() -> None:
+    """Rebuilt as plain TensorDatasets, a subclass lost its batching (token ids became floats); rebuilt through
+    its own constructor, one taking other arguments would fail."""
+    bundle = data_mod.DataBundle(train=_Labelled(6, 100), val=_Labelled(4, 200), test=None,
+                                 meta=data_mod.DataMeta(task="classification", input_shape=(1,)))
+    pool = pooled(bundle)
+    assert type(pool) is _Labelled and pool.offset == 100 and len(pool) == 10
+    assert pool.tensors[0][6:, 0].tolist() == [200.0, 201.0, 202.0, 203.0]
+    part = subset(pool, np.array([9, 0]))
+    assert type(part) is _Labelled and part.tensors[0][:, 0].tolist() == [203.0, 100.0]
+    assert part.tensors[1].tolist() == [1, 0]
+    assert len(bundle.train) == 6 and len(pool) == 10  # the originals are untouched
