@@ -33,7 +33,7 @@ FAST = {"lenet", "mlp"}  # a conv net and a dense one; simple-cnn runs end to en
 REPRESENTATIVE = {"lenet", "resnet18", "mobilenet_v3_small"}
 # Every image model of the zoo exports in every format; only sequence models are skipped.
 SEQUENCE_SKIP = ("a sequence model (registered with sequence=True) takes tokens or per-step features, not images; "
-                 "export refuses text runs, whose predictions are made token by token")
+                 "language-model runs export in tests/test_export_text.py")
 
 
 def zoo_meta() -> DataMeta:
@@ -313,11 +313,12 @@ def test_bad_input_is_one_error_line(digits_run: trainlab.Run, run_cli, args: li
     assert sorted(p.name for p in digits_run.path.rglob("*")) == before
 
 
-def test_a_text_run_is_refused_naming_its_kind(digits_run: trainlab.Run, tmp_path: Path) -> None:
+def test_a_run_of_another_kind_is_refused_naming_it(digits_run: trainlab.Run, tmp_path: Path) -> None:
     opened = trainlab.load_run(digits_run.path)
-    opened.meta = dataclasses.replace(opened.meta, preprocess={"kind": "text", "level": "char", "vocab": ["<pad>"]})
-    with pytest.raises(ExportError, match=r"was trained on text data; export handles image and table runs"):
-        export_run(opened, out=tmp_path / "text.pt2")
+    opened.meta = dataclasses.replace(opened.meta, preprocess={"kind": "audio"})
+    with pytest.raises(ExportError, match=r"was trained on audio data; export handles image, table and "
+                                          r"language-model runs"):
+        export_run(opened, out=tmp_path / "audio.pt2")
     assert list(tmp_path.iterdir()) == []
 
 

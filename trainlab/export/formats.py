@@ -13,6 +13,7 @@ kernels and fusions differ a little more.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
 from dataclasses import dataclass
@@ -78,9 +79,21 @@ def _batch_axis() -> dict[int, Any]:
     return {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
 
 
+@contextlib.contextmanager
+def _recurrent_notes_silenced() -> Any:
+    """torch's own notes while capturing a recurrent layer (its flattened weights re-assigned during export, a
+    deprecated size check in its decomposition): nothing a user can act on, and the check proves the file."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The tensor attributes .* were assigned during export",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"_check_is_size will be removed", category=FutureWarning)
+        yield
+
+
 def _export_program(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
     try:
-        return torch.export.export(module, (example,), dynamic_shapes=(_batch_axis(),), strict=False)
+        with _recurrent_notes_silenced():
+            return torch.export.export(module, (example,), dynamic_shapes=(_batch_axis(),), strict=False)
     except Exception as err:  # noqa: BLE001 - any tracing failure means: this model has no torch.export form
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"torch.export cannot capture this model ({type(err).__name__}: {first[:300]}); "
@@ -104,9 +117,10 @@ def _save_onnx(module: nn.Module, example: torch.Tensor, path: Path, names: dict
     import onnx
 
     try:
-        torch.onnx.export(module, (example,), str(path), dynamo=True, external_data=False, verbose=False,
-                          input_names=[names["input"]], output_names=[names["output"]],
-                          dynamic_shapes=(_batch_axis(),))
+        with _recurrent_notes_silenced():
+            torch.onnx.export(module, (example,), str(path), dynamo=True, external_data=False, verbose=False,
+                              input_names=[names["input"]], output_names=[names["output"]],
+                              dynamic_shapes=(_batch_axis(),))
     except Exception as err:  # noqa: BLE001 - an operator without an ONNX form, or a capture failure
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"torch.onnx.export cannot convert this model ({type(err).__name__}: {first[:300]}); "

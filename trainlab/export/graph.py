@@ -6,7 +6,8 @@ alpha on white, resize to the size images are stored at, invert a light backgrou
 Everything after that — the stored value scale (``rint(x * max_value / 255)``), the run's ``BatchTransform`` (scale,
 resize to ``data.size``, ``(x - mean) / std``, whitening), the model, flip TTA when the run was evaluated with it,
 softmax, and the mean over k-fold models — is tensor arithmetic and goes into the graph, so the exported file takes
-raw 0-255 pixels and answers exactly what ``predict`` answers.
+raw 0-255 pixels and answers exactly what ``predict`` answers.  A language model's graph takes a window of token ids
+(text to ids, like a prompt, is described in the metadata) and answers the next token's probabilities at every step.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ class RawInput(nn.Module):
         super().__init__()
         max_value = preprocess.get("max_value", RAW_MAX)
         image = preprocess.get("kind") == "image"
+        self.tokens = preprocess.get("kind") == "text"  # token ids go to the model as they are
         self.levels = float(max_value) / RAW_MAX if image and max_value != RAW_MAX else None
         self.transform = BatchTransform.from_preprocess(preprocess)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tokens:
+            return x
         x = x.float()
         if self.levels is not None:
             x = torch.round(x * self.levels)
@@ -70,23 +74,31 @@ class ExportedPredictor(nn.Module):
 
 def raw_input_shape(meta: DataMeta) -> tuple[int, ...]:
     """One raw input's shape: ``(C, H, W)`` at the stored image ``size`` (the graph resizes to ``data.size``
-    itself, as predict does), or the encoded feature vector of a table."""
-    if meta.preprocess.get("kind") == "image":
+    itself, as predict does), the encoded feature vector of a table, or a language model's window of
+    ``num_steps`` token ids (``torch.export`` fixes a recurrent layer's time axis, so the window length is fixed)."""
+    kind = meta.preprocess.get("kind")
+    if kind == "image":
         return (meta.input_shape[0], *meta.preprocess["size"])
+    if kind == "text":
+        return (int(meta.preprocess["num_steps"]),)
     return tuple(meta.input_shape)
 
 
 def example_inputs(meta: DataMeta, batch: int, seed: int = 0) -> torch.Tensor:
-    """A reproducible raw batch: random whole pixels 0-255 for images, standard-normal features for tables."""
+    """A reproducible raw batch: random whole pixels 0-255 for images, standard-normal features for tables, random
+    token ids (``<unk>`` and up, never padding) for a language model."""
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, *raw_input_shape(meta))
-    if meta.preprocess.get("kind") == "image":
+    kind = meta.preprocess.get("kind")
+    if kind == "image":
         return torch.randint(0, RAW_MAX + 1, shape, generator=generator).float()
+    if kind == "text":
+        return torch.randint(1, len(meta.preprocess["vocab"]), shape, generator=generator)
     return torch.randn(shape, generator=generator)
 
 
 def input_name(meta: DataMeta) -> str:
-    return "pixels" if meta.preprocess.get("kind") == "image" else "features"
+    return {"image": "pixels", "text": "token_ids"}.get(meta.preprocess.get("kind"), "features")
 
 
 def output_name(meta: DataMeta) -> str:

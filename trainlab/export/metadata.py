@@ -35,8 +35,23 @@ def image_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
+    """What comes before a language model's graph: text to token ids, as ``generate`` encodes a prompt."""
+    unit = "character" if preprocess.get("level") == "char" else "word or punctuation mark"
+    return {
+        "tokens": f"each {unit} of the text" + (", lowercased," if preprocess.get("lowercase") else "")
+                  + " becomes its index in preprocess.vocab; one the vocabulary lacks becomes 1 (<unk>)",
+        "window": f"exactly {preprocess['num_steps']} token ids per row (the run's data.num_steps): torch.export "
+                  "fixes a recurrent layer's time axis",
+        "layout": "int64 (N, num_steps)",
+    }
+
+
 def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: int) -> list[str]:
     """The steps inside the graph, in order, for a reader who wants to know what not to do twice."""
+    if preprocess.get("kind") == "text":
+        return ["the recurrent model over the window from a zero hidden state",
+                "softmax over the vocabulary at every step"]
     steps = []
     if preprocess.get("kind") == "image" and preprocess.get("max_value", RAW_MAX) != RAW_MAX:
         levels = preprocess["max_value"]
@@ -59,6 +74,9 @@ def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: in
 def after_steps(meta: DataMeta) -> str:
     """What predict does to the graph's output: name the class, or undo a table's target transform."""
     target = meta.preprocess.get("target") or {}
+    if meta.preprocess.get("kind") == "text":
+        return ("probabilities[:, t] is the distribution of the token after position t; its most likely token is "
+                "preprocess.vocab[argmax]")
     if meta.task == "classification":
         return "the predicted class is classes[argmax(probabilities)], its probability the max"
     if target.get("shift") or target.get("log"):
@@ -71,7 +89,7 @@ def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path
                    folds: int, facts: dict[str, Any], check: CheckResult | None) -> dict[str, Any]:
     """The metadata record (strict JSON through :func:`trainlab.rundir.write_json`)."""
     preprocess = meta.preprocess
-    image = preprocess.get("kind") == "image"
+    kind = preprocess.get("kind")
     return {
         "schema": METADATA_SCHEMA,
         "format": fmt,
@@ -82,12 +100,10 @@ def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path
         "folds": folds,
         "task": meta.task,
         "classes": meta.classes if meta.task == "classification" else None,
-        "input": {"name": input_name(meta), "shape": [None, *raw_input_shape(meta)], "dtype": "float32",
-                  "dynamic_axes": {"0": "batch"}},
-        "output": {"name": output_name(meta),
-                   "shape": [None, meta.num_outputs] if meta.task == "classification" else [None]},
-        "before_graph": image_steps(preprocess) if image else
-        {"features": "the encoded feature vector, in the order of preprocess.features (as predict encodes a CSV)"},
+        "input": {"name": input_name(meta), "shape": [None, *raw_input_shape(meta)],
+                  "dtype": "int64" if kind == "text" else "float32", "dynamic_axes": {"0": "batch"}},
+        "output": {"name": output_name(meta), "shape": _output_shape(meta)},
+        "before_graph": _before_graph(preprocess),
         "in_graph": graph_steps(preprocess, meta.task, tta_flip, folds),
         "after_graph": after_steps(meta),
         "tta_flip": tta_flip,
@@ -95,3 +111,18 @@ def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path
         "check": check.to_dict() if check is not None else None,
         "versions": rundir.versions(),
     }
+
+
+def _output_shape(meta: DataMeta) -> list[int | None]:
+    if meta.preprocess.get("kind") == "text":
+        return [None, *raw_input_shape(meta), meta.num_outputs]
+    return [None, meta.num_outputs] if meta.task == "classification" else [None]
+
+
+def _before_graph(preprocess: dict[str, Any]) -> dict[str, Any]:
+    kind = preprocess.get("kind")
+    if kind == "image":
+        return image_steps(preprocess)
+    if kind == "text":
+        return text_steps(preprocess)
+    return {"features": "the encoded feature vector, in the order of preprocess.features (as predict encodes a CSV)"}

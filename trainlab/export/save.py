@@ -28,7 +28,12 @@ from trainlab.run import KFoldRun, RunDirectory, load_run
 logger = logging.getLogger(__name__)
 
 EXPORT_BATCH = 2  # the batch the graph is captured at: not 1, which tracers like to specialise
-KINDS = ("image", "table")  # what predict handles; text runs predict token by token, outside one graph
+TEXT_REFUSALS = {  # text tasks without a one-graph form, and why
+    "classify": "its passages are packed by length, and torch.export cannot capture packing (a branch on the "
+                "lengths); export handles image, table and language-model runs",
+    "seq2seq": "its greedy decoding stops at each output's <eos>, a loop no fixed graph holds; export handles "
+               "image, table and language-model runs",
+}
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,7 @@ def export_run(run: str | Path | RunDirectory, fmt: str = "torch-export", out: s
     spec = FORMATS.get(fmt)  # an unknown format: UnknownNameError naming the choices
     require_packages(fmt)
     opened = run if isinstance(run, RunDirectory) else load_run(run)
-    kind = opened.meta.preprocess.get("kind")
-    if kind not in KINDS:
-        raise ExportError(f"{opened.path} was trained on {kind} data; export handles image and table runs, "
-                          "as predict on files does")
+    _refuse_unexportable(opened)
     path = Path(out) if out is not None else default_path(opened.path, fmt)
     meta_path = rundir.export_meta_path(path)
     _refuse_existing([path, meta_path], overwrite)
@@ -80,6 +82,20 @@ def export_run(run: str | Path | RunDirectory, fmt: str = "torch-export", out: s
 def predictor(run: RunDirectory) -> nn.Module:
     """The module every format exports: raw input → predict's output, for the run's model(s) on the CPU."""
     return ExportedPredictor(run.load_models("cpu"), run.meta, run.config.train.tta_flip).eval()
+
+
+def _refuse_unexportable(run: RunDirectory) -> None:
+    """Image and table runs export predict's path; a language model its per-step next-token probabilities over a
+    window of its training length; other text runs have no one-graph form."""
+    preprocess = run.meta.preprocess
+    kind = preprocess.get("kind")
+    if kind == "text" and preprocess.get("task") in TEXT_REFUSALS:
+        raise ExportError(f"{run.path} cannot be exported: {TEXT_REFUSALS[preprocess['task']]}")
+    if kind == "text" and "num_steps" not in preprocess:
+        raise ExportError(f"{run.path} cannot be exported: its data.json records no window length (num_steps)")
+    if kind not in ("image", "table", "text"):
+        raise ExportError(f"{run.path} was trained on {kind} data; export handles image, table and language-model "
+                          "runs")
 
 
 @contextlib.contextmanager

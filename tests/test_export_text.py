@@ -1,0 +1,108 @@
+"""``trainlab export`` of language-model runs: each recurrent kind exports its per-step next-token probabilities over
+a window of the run's training length, and answers like the run's model on real text; the window length is fixed
+(``torch.export`` fixes a recurrent layer's time axis) and another length fails loudly; passage classifiers and
+encoder-decoders are refused, writing nothing."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import trainlab
+from trainlab import rundir
+from trainlab.data.text import Vocabulary
+from trainlab.export import FORMATS, ExportError, export_run
+
+STEPS = 8
+TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 12
+QUIET = {"callbacks.progress.style": "none", "callbacks.plot_curves": None}
+
+
+def language_model(tmp_path: Path, model: str, **options: object) -> trainlab.Run:
+    text = tmp_path / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    overrides = {**QUIET, "data.name": "text", "data.path": str(text), "data.num_steps": STEPS,
+                 "model.hidden": 8, **{f"model.{k}": v for k, v in options.items()}}
+    return trainlab.train(model=model, epochs=1, out=tmp_path / "runs", name=model, overrides=overrides)
+
+
+def window_ids(run: trainlab.Run, text: str) -> torch.Tensor:
+    vocab = Vocabulary.from_record(run.meta.preprocess)
+    return vocab.encode_text(text)[:STEPS].unsqueeze(0)
+
+
+@pytest.mark.parametrize(("model", "options"), [("rnn", {}), ("rnn", {"embedding": 4}), ("gru", {}),
+                                                ("lstm", {"embedding": 4, "layers": 2})],
+                         ids=["rnn-one-hot", "rnn-embedding", "gru-one-hot", "lstm-embedding-2-layers"])
+def test_a_language_model_exports_its_next_token_probabilities(tmp_path: Path, model: str,
+                                                               options: dict[str, object]) -> None:
+    run = language_model(tmp_path, model, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = export_run(run.path, "torch-export", tmp_path / "lm.pt2")
+    notes = [str(w.message) for w in caught]  # torch's notes about capturing a recurrent layer reach no user
+    assert not [n for n in notes if "were assigned during export" in n or "_check_is_size" in n], notes
+    assert result.check is not None and result.check.max_abs_diff < 1e-5
+    with open(result.path, "rb") as handle:
+        program = torch.export.load(handle).module()
+    x = window_ids(run, "It is a truth")
+    with torch.no_grad():
+        want = run.load_model().eval()(x).softmax(dim=-1)
+    got = program(x)
+    assert got.shape == (1, STEPS, len(run.meta.preprocess["vocab"]))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    metadata = json.loads(result.metadata_path.read_text())
+    assert metadata["input"] == {"name": "token_ids", "shape": [None, STEPS], "dtype": "int64",
+                                 "dynamic_axes": {"0": "batch"}}
+    assert metadata["output"]["shape"] == [None, STEPS, len(run.meta.preprocess["vocab"])]
+    assert metadata["preprocess"]["vocab"] == run.meta.preprocess["vocab"]
+    assert f"exactly {STEPS} token ids per row" in metadata["before_graph"]["window"]
+    assert "distribution of the token after position t" in metadata["after_graph"]
+
+
+def test_another_window_length_fails_loudly_instead_of_answering(tmp_path: Path) -> None:
+    run = language_model(tmp_path, "gru")
+    result = export_run(run.path, "torch-export", tmp_path / "lm.pt2")
+    with open(result.path, "rb") as handle:
+        program = torch.export.load(handle).module()
+    with pytest.raises(Exception, match=str(STEPS)):
+        program(torch.ones(2, STEPS + 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_the_other_formats_export_a_language_model_and_pass_the_check(tmp_path: Path, fmt: str) -> None:
+    for package in FORMATS.entry(fmt).obj.packages:
+        pytest.importorskip(package)
+    run = language_model(tmp_path, "lstm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = export_run(run.path, fmt, tmp_path / FORMATS.get(fmt).file_name)
+    assert not [w for w in caught if "were assigned during export" in str(w.message)
+                or "_check_is_size" in str(w.message)]
+    assert result.path.is_file() and result.check is not None and result.check.max_abs_diff < 1e-4
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"model.name": "gru", "data.name": "austen-novels"}, "its passages are packed by length"),
+    ({"model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 60},
+     "its greedy decoding stops at each output's <eos>"),
+])
+def test_classifiers_and_encoder_decoders_are_refused_writing_nothing(tmp_path: Path, run_cli,
+                                                                      overrides: dict[str, object],
+                                                                      message: str) -> None:
+    if overrides["data.name"] == "austen-novels":
+        from tests.test_model_data_pairing import novels
+        overrides = {**novels(tmp_path), **overrides}
+    run = trainlab.train(epochs=1, out=tmp_path / "runs", name="r",
+                         overrides={**QUIET, **{k: v for k, v in overrides.items() if v is not None}})
+    before = sorted(p.name for p in run.path.rglob("*"))
+    code, out, err = run_cli("export", run.path)
+    assert code == 2 and out == "" and f"cannot be exported: {message}" in err
+    assert sorted(p.name for p in run.path.rglob("*")) == before and not (run.path / rundir.EXPORT_DIR).exists()
+    with pytest.raises(ExportError, match=message):
+        export_run(run.path, "torch-export", tmp_path / "x.pt2")
+    assert not (tmp_path / "x.pt2").exists()
