@@ -16,6 +16,7 @@ import trainlab
 from trainlab import rundir
 from trainlab.data.text import Vocabulary
 from trainlab.export import FORMATS, ExportError, export_run
+from trainlab.export.metadata import text_steps
 
 STEPS = 8
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 12
@@ -106,3 +107,13 @@ def test_classifiers_and_encoder_decoders_are_refused_writing_nothing(tmp_path: 
     with pytest.raises(ExportError, match=message):
         export_run(run.path, "torch-export", tmp_path / "x.pt2")
     assert not (tmp_path / "x.pt2").exists()
+
+
+def test_the_metadata_of_a_style_model_says_how_to_ask_for_a_style() -> None:
+    record = {"kind": "text", "level": "word", "lowercase": True, "vocab": ["<pad>", "<unk>", "<emma>"],
+              "task": "lm", "num_steps": 16, "styles": {"emma": "<emma>"}}
+    steps = text_steps(record)
+    assert "word or punctuation mark of the text, lowercased, becomes its index" in steps["tokens"]
+    assert steps["window"].startswith("exactly 16 token ids per row")
+    assert "style token (preprocess.styles)" in steps["styles"]
+    assert "styles" not in text_steps({**record, "styles": {}})

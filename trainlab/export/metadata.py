@@ -38,13 +38,17 @@ def image_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
 def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
     """What comes before a language model's graph: text to token ids, as ``generate`` encodes a prompt."""
     unit = "character" if preprocess.get("level") == "char" else "word or punctuation mark"
-    return {
+    steps = {
         "tokens": f"each {unit} of the text" + (", lowercased," if preprocess.get("lowercase") else "")
                   + " becomes its index in preprocess.vocab; one the vocabulary lacks becomes 1 (<unk>)",
         "window": f"exactly {preprocess['num_steps']} token ids per row (the run's data.num_steps): torch.export "
                   "fixes a recurrent layer's time axis",
         "layout": "int64 (N, num_steps)",
     }
+    if preprocess.get("styles"):
+        steps["styles"] = ("every paragraph of the training text began with its novel's style token "
+                           "(preprocess.styles): put one first for text in that novel's style")
+    return steps
 
 
 def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: int) -> list[str]:
