@@ -90,7 +90,7 @@ def test_the_other_formats_export_a_language_model_and_pass_the_check(tmp_path: 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"model.name": "gru", "data.name": "austen-novels"}, "its passages are packed by length"),
     ({"model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 60},
-     "its greedy decoding stops at each output's <eos>"),
+     "its input is split into source and decoder input at each row's <bos>"),
 ])
 def test_classifiers_and_encoder_decoders_are_refused_writing_nothing(tmp_path: Path, run_cli,
                                                                       overrides: dict[str, object],

@@ -31,8 +31,8 @@ EXPORT_BATCH = 2  # the batch the graph is captured at: not 1, which tracers lik
 TEXT_REFUSALS = {  # text tasks without a one-graph form, and why
     "classify": "its passages are packed by length, and torch.export cannot capture packing (a branch on the "
                 "lengths); export handles image, table and language-model runs",
-    "seq2seq": "its greedy decoding stops at each output's <eos>, a loop no fixed graph holds; export handles "
-               "image, table and language-model runs",
+    "seq2seq": "its input is split into source and decoder input at each row's <bos>, a position torch.export "
+               "cannot capture (it depends on the data); export handles image, table and language-model runs",
 }
 
 
