@@ -83,8 +83,14 @@ def translate_ids(sources: Sequence[str], vocab: Vocabulary, source_length: int,
 
 def decode_outputs(logits: torch.Tensor, vocab: Vocabulary) -> list[str]:
     """The strings a model's ``(N, T, V)`` outputs spell, each cut at its first ``<eos>``."""
+    return decode_ids(logits.argmax(dim=-1), vocab)
+
+
+def decode_ids(rows: torch.Tensor, vocab: Vocabulary) -> list[str]:
+    """The strings ``(N, T)`` target ids (or greedy outputs) spell, each cut at its first ``<eos>`` (the -100
+    padding of targets comes after it)."""
     texts = []
-    for ids in logits.argmax(dim=-1).tolist():
+    for ids in rows.tolist():
         ids = ids[:ids.index(EOS)] if EOS in ids else ids
         texts.append(vocab.decode(ids))
     return texts

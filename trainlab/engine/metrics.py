@@ -85,9 +85,15 @@ class MetricAccumulator:
         right = output.argmax(dim=-1) == target
         count = ignored.sum().double()
         self.padding[0] += count
-        self.padding[1] += (right | ignored).all(dim=1).sum().double()
+        self.padding[1] += exact_rows(right, ignored).sum().double()
         self.sequences += target.shape[0]
         return count, right.sum()
+
+
+def exact_rows(right: torch.Tensor, ignored: torch.Tensor) -> torch.Tensor:
+    """Per sequence ``(N,)``: every step right, steps labelled -100 (``ignored``, padding after the end) excepted —
+    what ``exact`` counts, and k-fold's out-of-fold ``correct`` for target sequences."""
+    return (right | ignored).all(dim=1)
 
 
 def _per_step(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

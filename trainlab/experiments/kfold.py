@@ -33,9 +33,10 @@ from trainlab import config as config_mod
 from trainlab import rundir
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
-from trainlab.data.seq2seq import decode_outputs
+from trainlab.data.seq2seq import decode_ids, decode_outputs
 from trainlab.data.text import Vocabulary
 from trainlab.engine import checkpoint
+from trainlab.engine.metrics import exact_rows
 from trainlab.engine.runtime import resolve_device
 from trainlab.experiments.folds import FoldSplit, split_folds
 from trainlab.experiments.kfold_parallel import run_in_workers
@@ -282,10 +283,9 @@ def _sequence_oof_frame(val_idx: np.ndarray, fold: int, outputs: torch.Tensor, t
     """Out-of-fold rows of an encoder-decoder: the target and the greedy prediction as text, and whether every
     target step up to ``<eos>`` was predicted (padding after it excepted), as the folds' ``val_exact`` counts."""
     vocab = Vocabulary.from_record(preprocess)
-    wanted = [vocab.decode([i for i in row if i >= 0][:-1]) for row in targets.tolist()]  # up to <eos>
-    right = (outputs.argmax(dim=-1) == targets) | (targets < 0)
-    return pd.DataFrame({"index": val_idx, "fold": fold, "target": wanted,
-                         "prediction": decode_outputs(outputs, vocab), "correct": right.all(dim=1).numpy()})
+    correct = exact_rows(outputs.argmax(dim=-1) == targets, targets < 0)
+    return pd.DataFrame({"index": val_idx, "fold": fold, "target": decode_ids(targets, vocab),
+                         "prediction": decode_outputs(outputs, vocab), "correct": correct.numpy()})
 
 
 def _aggregate(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:

@@ -28,11 +28,12 @@ from trainlab.run import KFoldRun, RunDirectory, load_run
 logger = logging.getLogger(__name__)
 
 EXPORT_BATCH = 2  # the batch the graph is captured at: not 1, which tracers like to specialise
+EXPORTABLE = "export handles image, table and language-model runs"
 TEXT_REFUSALS = {  # text tasks without a one-graph form, and why
     "classify": "its passages are packed by length, and torch.export cannot capture packing (a branch on the "
-                "lengths); export handles image, table and language-model runs",
+                "lengths)",
     "seq2seq": "its input is split into source and decoder input at each row's <bos>, a position torch.export "
-               "cannot capture (it depends on the data); export handles image, table and language-model runs",
+               "cannot capture (it depends on the data)",
 }
 
 
@@ -90,12 +91,11 @@ def _refuse_unexportable(run: RunDirectory) -> None:
     preprocess = run.meta.preprocess
     kind = preprocess.get("kind")
     if kind == "text" and preprocess.get("task") in TEXT_REFUSALS:
-        raise ExportError(f"{run.path} cannot be exported: {TEXT_REFUSALS[preprocess['task']]}")
+        raise ExportError(f"{run.path} cannot be exported: {TEXT_REFUSALS[preprocess['task']]}; {EXPORTABLE}")
     if kind == "text" and "num_steps" not in preprocess:
         raise ExportError(f"{run.path} cannot be exported: its data.json records no window length (num_steps)")
     if kind not in ("image", "table", "text"):
-        raise ExportError(f"{run.path} was trained on {kind} data; export handles image, table and language-model "
-                          "runs")
+        raise ExportError(f"{run.path} was trained on {kind} data; {EXPORTABLE}")
 
 
 @contextlib.contextmanager

@@ -125,12 +125,12 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx: FunctionCtx, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         outputs, h0, w_hh, ids = ctx.saved_tensors  # type: ignore[attr-defined]
         tanh, rows = ctx.tanh, ctx.rows  # type: ignore[attr-defined]
+        needs_h0 = ctx.needs_input_grad[2]  # not for zeros or a carried (detached) state
         scale = _input_scale(tanh)
         grad_z = _step_gradients(outputs, grad_outputs, w_hh, tanh, reuse=ids is not None)
         hidden = outputs.shape[-1]
         grad_w = torch.mm(grad_z[1:].reshape(-1, hidden).t(), outputs[:-1].reshape(-1, hidden))
         grad_w.addmm_(grad_z[0].t(), h0).mul_(scale)
-        needs_h0 = ctx.needs_input_grad[2]  # type: ignore[attr-defined]  # not for zeros or a carried state
         grad_h0 = torch.mm(grad_z[0], w_hh).mul_(scale) if needs_h0 else None
         if ids is None:
             return grad_z, None, grad_h0, grad_w, None
