@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 
 import trainlab
+from tests.test_model_data_pairing import novels
 from trainlab import rundir
 from trainlab.data.text import Vocabulary
 from trainlab.export import FORMATS, ExportError, export_run
@@ -87,17 +89,15 @@ def test_the_other_formats_export_a_language_model_and_pass_the_check(tmp_path: 
     assert result.path.is_file() and result.check is not None and result.check.max_abs_diff < 1e-4
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"model.name": "gru", "data.name": "austen-novels"}, "its passages are packed by length"),
-    ({"model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 60},
+@pytest.mark.parametrize(("data", "message"), [
+    (lambda tmp: {**novels(tmp), "model.name": "gru"}, "its passages are packed by length"),
+    (lambda tmp: {"model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 60},
      "its input is split into source and decoder input at each row's <bos>"),
-])
+], ids=["passage-classifier", "encoder-decoder"])
 def test_classifiers_and_encoder_decoders_are_refused_writing_nothing(tmp_path: Path, run_cli,
-                                                                      overrides: dict[str, object],
+                                                                      data: Callable[[Path], dict[str, object]],
                                                                       message: str) -> None:
-    if overrides["data.name"] == "austen-novels":
-        from tests.test_model_data_pairing import novels
-        overrides = {**novels(tmp_path), **overrides}
+    overrides = data(tmp_path)
     run = trainlab.train(epochs=1, out=tmp_path / "runs", name="r",
                          overrides={**QUIET, **{k: v for k, v in overrides.items() if v is not None}})
     before = sorted(p.name for p in run.path.rglob("*"))
