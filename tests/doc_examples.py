@@ -31,7 +31,7 @@ PLACEHOLDER_CONFIGS = {
 }
 # Usage synopses, not commands: brackets and KEY=VALUE ... describe the syntax.
 SYNOPSES = {
-    "trainlab summary MODEL [--input 1x28x28] [--classes 10] [-o KEY=VALUE ...] [--layers PATTERN] [--csv FILE]",
+    "trainlab summary MODEL [--input 1x28x28] [--classes N] [-o KEY=VALUE ...] [--layers PATTERN] [--csv FILE]",
 }
 
 

@@ -163,9 +163,9 @@ def test_bad_model_options_in_a_config_are_one_error_line(run_cli, tmp_path):
 
 def test_summary_of_an_lstm_counts_its_recurrent_work(run_cli):
     code, out, _ = run_cli("summary", "lstm")
-    assert code == 0 and "input 80x35" in out and "LSTM" in out
-    # 35 steps × 4 gates × 256 × (80 + 256) for the LSTM, plus the output layer 35 × 256 × 10
-    assert "12,131,840 MACs per example" in out
+    assert code == 0 and "input 80x35 · 80 classes" in out and "LSTM" in out and "35x80" in out
+    # 35 steps × 4 gates × 256 × (80 + 256) for the LSTM, plus the output layer over the vocabulary: 35 × 256 × 80
+    assert "12,759,040 MACs per example" in out
     code, out, _ = run_cli("summary", "gru", "--input", "40x10", "--classes", "40", "-o", "bidirectional=true",
                            "-o", "output=last")
     assert code == 0 and "GRU" in out and "10x512" in out

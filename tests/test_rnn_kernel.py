@@ -163,8 +163,8 @@ def test_a_forward_hook_on_the_layer_gets_torchs_forward_and_summary_counts_the_
     handle.remove()
     ours(torch.randint(1, VOCAB, (3, 6)))
     assert calls == ["nn.RNN", "kernel"] and seen == [(3, 6, HIDDEN)]
-    code, out, _ = run_cli("summary", "rnn")  # 35 steps × 256 × (80 + 256) for the layer, 35 × 256 × 10 for the head
-    assert code == 0 and "3,010,560" in out and "3,100,160 MACs per example" in out
+    code, out, _ = run_cli("summary", "rnn")  # 35 steps × 256 × (80 + 256) for the layer, 35 × 256 × 80 for the head
+    assert code == 0 and "3,010,560" in out and "3,727,360 MACs per example" in out
 
 
 @pytest.mark.parametrize("situation", ["meta device", "bfloat16", "autocast", "compiling", "tracing", "gru",

@@ -155,8 +155,20 @@ def test_cli_summary_filters_layers_and_passes_options(run_cli):
     assert "16x32x32" in out and "MaxPool2d" not in out
 
 
+@pytest.mark.parametrize(("args", "title", "head"), [
+    (["lstm", "--input", "40x12"], "input 40x12 · 40 classes", "12x40"),  # a language model: the vocabulary
+    (["lstm", "--input", "40x12", "--classes", "6"], "input 40x12 · 6 classes", "12x6"),
+    (["mlp", "--input", "13"], "input 13 · 10 classes", "10"),
+])
+def test_cli_summary_outputs_default_to_the_vocabulary_for_sequence_models(run_cli, args, title, head):
+    code, out, _ = run_cli("summary", *args)
+    head_row = [line for line in out.splitlines() if "Linear" in line][-1]  # the output layer is the last Linear
+    assert code == 0 and title in out and f" {head} " in head_row
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["vgg11", "-o", "widht_div=4"], "did you mean 'width_div'"),
+    (["lstm", "--classes", "0"], "--classes must be >= 1, got 0"),
     (["vgg1"], "did you mean"),
     (["lenet", "--input", "3x"], "bad input size"),
     (["resnet18", "--input", "13"], "needs image input"),

@@ -31,7 +31,8 @@ examples:
   trainlab summary resnet50 --layers '1.0.*'               only the first bottleneck block
   trainlab summary mlp --input 13 --classes 1              a table with 13 columns
   trainlab summary examples/my_net.py:MyNet --input 1x28x28 -o width=32   your own nn.Module
-  trainlab summary lstm --input 80x35 --classes 80         a character LSTM: 80 symbols, 35 steps
+  trainlab summary lstm                                    a character LSTM: 80 symbols in and out, 35 steps
+  trainlab summary gru --input 80x200 --classes 6 -o output=last   a passage classifier (6 novels)
 """
 
 
@@ -43,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", default=None, metavar="CxHxW",
                         help="one example's shape: channels x height x width, a column count for tables, or "
                         "vocabulary x steps for sequence models (default: 1x28x28; 80x35 for sequence models)")
-    parser.add_argument("--classes", type=int, default=10, help="number of outputs")
+    parser.add_argument("--classes", type=int, default=None,
+                        help="number of outputs (default: 10; for sequence models the vocabulary of --input, as a "
+                        "language model predicts one of its symbols at each step)")
     parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                         help="model option, as model.KEY in a config (VALUE is YAML); repeatable")
     parser.add_argument("--layers", metavar="PATTERN", help="show only layers whose name matches (shell-style)")
@@ -69,11 +72,19 @@ def default_input(model: str) -> str:
     return "80x35" if is_sequence_model(model) else "1x28x28"
 
 
+def default_classes(model: str, input_size: tuple[int, ...]) -> int:
+    """10 outputs, or for a sequence model its vocabulary: summarising an ``lstm`` most often means a language
+    model, whose head scores every symbol (a classifier's 10 classes would undercount the head's work)."""
+    return input_size[0] if is_sequence_model(model) and len(input_size) == 2 else 10
+
+
 def run(args: argparse.Namespace) -> int:
     args.input = args.input or default_input(args.model)
+    input_size = parse_input_size(args.input, is_sequence_model(args.model))
+    args.classes = default_classes(args.model, input_size) if args.classes is None else args.classes
     if args.classes < 1:
         raise ValueError(f"--classes must be >= 1, got {args.classes}")
-    frame = summary(args.model, parse_input_size(args.input, is_sequence_model(args.model)), num_classes=args.classes,
+    frame = summary(args.model, input_size, num_classes=args.classes,
                     **model_options(args.model, args.option))
     if args.csv:
         out = check_output(args.csv, csv_output(frame.columns), force=args.force, option="--csv")
