@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,20 @@ def _default_sigint() -> None:
 
 
 TINY = ["--epochs", "1", "--set", "callbacks.progress.style=none"]
+
+
+def interrupted_write(directory: Path, target: str, pid: int | None = None, age_s: float | None = None) -> Path:
+    """The temporary file a writer killed mid-write (SIGKILL) leaves beside ``target``, named as
+    ``trainlab.atomic.atomic_path`` names it: by default its writer has exited and it is older than the sweep's
+    minimum age, so a resume's sweep removes it."""
+    from trainlab import atomic
+
+    if pid is None:
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        child.wait()  # exited and reaped: nothing answers to its id
+        pid = child.pid
+    path = directory / f"{target}.{pid}-0123abcd{atomic.TMP_SUFFIX}"
+    path.write_text("half a file")
+    stamp = time.time() - (atomic.ORPHAN_AGE_S + 60 if age_s is None else age_s)
+    os.utime(path, (stamp, stamp))
+    return path

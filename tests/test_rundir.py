@@ -5,11 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.conftest import interrupted_write
 from trainlab import atomic, rundir
 
 PACKAGE = Path(__file__).resolve().parents[1] / "trainlab"
@@ -153,3 +155,17 @@ def test_every_dataset_builds_a_complete_typed_preprocessing_record(name: str) -
         assert set(record) == set(ImagePreprocess.__annotations__)
     else:
         assert record["features"] and record["scale"] == 1.0
+
+
+def test_only_old_temporaries_of_exited_writers_are_swept(tmp_path: Path) -> None:
+    """A writer killed by SIGKILL leaves its temporary; a live writer's file, a fresh one (perhaps a writer on
+    another machine sharing the directory) and files not named like a temporary stay."""
+    (tmp_path / "checkpoints").mkdir()
+    orphans = [interrupted_write(tmp_path, "metrics.csv"), interrupted_write(tmp_path / "checkpoints", "x.json")]
+    kept = [interrupted_write(tmp_path, "summary.json", age_s=5), interrupted_write(tmp_path, "config.yaml", os.getpid())]
+    for name in ("notes.tmp", "metrics.csv.12-zz.tmp"):
+        (tmp_path / name).write_text("mine")
+        kept.append(tmp_path / name)
+    assert sorted(atomic.sweep_orphans(tmp_path)) == sorted(orphans)
+    assert not any(path.exists() for path in orphans) and all(path.exists() for path in kept)
+    assert atomic.sweep_orphans(tmp_path / "missing") == []

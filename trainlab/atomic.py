@@ -12,13 +12,21 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import logging
 import numbers
 import os
+import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
+logger = logging.getLogger(__name__)
+
 TMP_SUFFIX = ".tmp"
+# A writer's temporary name (see atomic_path): the target's name, the writer's process id, a random part.
+_TMP_NAME = re.compile(rf"^.+\.(\d+)-[0-9a-f]{{8}}{re.escape(TMP_SUFFIX)}$")
+ORPHAN_AGE_S = 600.0
 
 
 def fsync_dir(path: Path) -> None:
@@ -57,6 +65,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def sweep_orphans(directory: Path, min_age_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Remove the temporary files of writers killed mid-write (SIGKILL, power loss: :func:`atomic_path` had no
+    chance to) under ``directory``; return what was removed.
+
+    Why the two conditions: a file is an orphan only if its writer's process no longer exists on this machine
+    *and* it has not changed for ``min_age_s`` seconds, so neither a live writer here nor one on another machine
+    sharing the directory (whose process id means nothing here) loses a file it is still writing.  Not on Windows,
+    where probing a process id with signal 0 would interrupt it.
+    """
+    if os.name == "nt" or not directory.is_dir():
+        return []
+    now, removed = time.time(), []
+    for path in directory.rglob(f"*{TMP_SUFFIX}"):
+        match = _TMP_NAME.match(path.name)
+        if match and path.is_file() and not _process_exists(int(match[1])) and now - path.stat().st_mtime >= min_age_s:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d temporary file(s) left by interrupted writes in %s", len(removed), directory)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or an id out of range: keep the file
+    return True
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

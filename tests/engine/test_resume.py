@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import trainlab
+from tests.conftest import interrupted_write
 from trainlab.api import TrainingInterrupted
 from trainlab.config import ConfigError
 from trainlab.engine import checkpoint
@@ -86,6 +87,16 @@ def test_run_from_a_newer_trainlab_is_refused(tmp_path: Path) -> None:
         trainlab.load_run(run.path)
     with pytest.raises(RunDirError, match="upgrade trainlab"):
         trainlab.train(resume=run.path)
+
+
+def test_a_resume_sweeps_what_writers_killed_mid_write_left_and_a_refused_one_does_not(tmp_path: Path) -> None:
+    run = trainlab.train(epochs=1, out=tmp_path, name="r", overrides={"callbacks.progress.style": "none"})
+    leftovers = [interrupted_write(run.path, "metrics.csv"), interrupted_write(run.path / "checkpoints", "meta.json")]
+    with pytest.raises(ConfigError):
+        trainlab.train(resume=run.path, epochs=2, overrides={"optim.lr": 0.5})  # a changed recipe: refused
+    assert all(path.exists() for path in leftovers)
+    trainlab.train(resume=run.path, epochs=2)
+    assert not any(path.exists() for path in leftovers)
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path: Path) -> None:

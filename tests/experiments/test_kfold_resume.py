@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import cli_subprocess
+from tests.conftest import cli_subprocess, interrupted_write
 from tests.experiments.conftest import tiny_config
 from trainlab.config import ConfigError
 from trainlab.engine.trainer import Trainer
@@ -124,8 +124,10 @@ def test_resume_skips_finished_folds_and_ends_as_an_uninterrupted_run(
         interrupted: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = copy_of(interrupted, tmp_path)
     fold_1 = files_and_mtimes(root / "fold-1")
+    leftover = interrupted_write(root, "oof.csv")  # a writer killed mid-write (SIGKILL) left its temporary
     counts = count_trainings(monkeypatch)
     assert resume_recording(root) == ["skipped", "resumed", "started"]
+    assert not leftover.exists()
     assert counts == {"fit": 2, "resume": 1}  # fold 2 continued from its checkpoint, fold 3 trained, fold 1 not
     assert files_and_mtimes(root / "fold-1") == fold_1
     assert_same_results(root, reference)

@@ -191,3 +191,17 @@ def test_the_report_at_the_end_of_training_never_rebuilds_the_data(tmp_path: Pat
                                                   "train.out": str(tmp_path / "runs"), "callbacks.plot_curves": None}))
     assert run.summary["status"] == "completed" and "test" not in run.summary
     assert (run.path / "report.html").is_file()
+
+
+def test_a_curves_panel_with_nothing_to_draw_says_so_instead_of_an_empty_legend(tmp_path: Path) -> None:
+    """A run that recorded no accuracy (every value missing) still gets its curves, with the empty panel labelled,
+    and matplotlib has no reason to warn about a legend without entries."""
+    import warnings
+
+    from trainlab.report.plots import plot_history
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_acc": None} for e in (1, 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_history(history, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0

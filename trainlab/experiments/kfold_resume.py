@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from trainlab import config as config_mod
-from trainlab import rundir
+from trainlab import atomic, rundir
 from trainlab.config import ConfigError, RunConfig
 from trainlab.experiments.folds import split_folds
 from trainlab.experiments.kfold import KFoldResult, OnFold, OnProgress, run_folds
@@ -68,6 +68,7 @@ def _resume(root: Path, flags: Mapping[str, Any] | None, overrides: Any, folds: 
             f"{info['examples']} examples; now seed {cfg.train.seed} over {sum(map(len, split.val_parts))} examples "
             "gives a different assignment (a changed seed, dataset files or labels). The finished folds were "
             "trained on the old split, so this is refused even with --resume-force; start a new k-fold run")
+    atomic.sweep_orphans(root)  # writers killed mid-write (SIGKILL) left temporary files; the run is ours again
     rundir.save_config(root, cfg)
     summary_path = root / rundir.SUMMARY_FILE
     earlier = rundir.read_summary(root).get("wall_seconds", 0.0) if summary_path.is_file() else 0.0

@@ -47,8 +47,17 @@ def plot_history(history: Sequence[dict[str, Any]], path: Target) -> Target:
         ax.set_xlabel("epoch")
         ax.set_ylabel({"loss": "loss", "acc": "accuracy", "rmse": "RMSE", "ppl": "perplexity"}[metric])
         ax.grid(alpha=0.3)
-        ax.legend()
+        _legend_or_note(ax)
     return _save(fig, path)
+
+
+def _legend_or_note(ax: Any) -> None:
+    """A legend, or for a panel with nothing plotted (every value missing, e.g. a run that diverged at once) a note
+    saying so: an empty legend only earns a matplotlib warning."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no values recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
 COMPARE_PANELS = (("loss", "loss"), ("acc", "accuracy"), ("rmse", "RMSE"), ("ppl", "perplexity"), ("lr", "learning rate"))

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from trainlab import config as config_mod
-from trainlab import rundir
+from trainlab import atomic, rundir
 from trainlab.config import RunConfig
 from trainlab.data.bundle import DataBundle
 from trainlab.engine import checkpoint, distributed, fastpath
@@ -173,6 +173,8 @@ def _start(cfg: RunConfig, run_dir: Path, resume: bool = False, bundle: DataBund
         resumed_from = _resume_latest(session.trainer, run_dir) if resume else None
         distributed.barrier()  # every rank has read its checkpoint before rank 0 writes (and prunes) any
         if main:
+            if resume:  # a writer killed mid-write (SIGKILL) left its temporary file; the run is ours again
+                atomic.sweep_orphans(run_dir)
             rundir.save_config(run_dir, session.cfg)
             rundir.write_data_meta(run_dir, session.bundle.meta)
             if own is not None:
