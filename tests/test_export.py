@@ -316,8 +316,8 @@ def test_bad_input_is_one_error_line(digits_run: trainlab.Run, run_cli, args: li
 def test_a_run_of_another_kind_is_refused_naming_it(digits_run: trainlab.Run, tmp_path: Path) -> None:
     opened = trainlab.load_run(digits_run.path)
     opened.meta = dataclasses.replace(opened.meta, preprocess={"kind": "audio"})
-    with pytest.raises(ExportError, match=r"was trained on audio data; export handles image, table and "
-                                          r"language-model runs"):
+    with pytest.raises(ExportError, match=r"was trained on audio data; export handles image, table, "
+                                          r"language-model and passage-classifier runs"):
         export_run(opened, out=tmp_path / "audio.pt2")
     assert list(tmp_path.iterdir()) == []
 

@@ -1,7 +1,8 @@
-"""``trainlab export`` of language-model runs: each recurrent kind exports its per-step next-token probabilities over
-a window of the run's training length, and answers like the run's model on real text; the window length is fixed
-(``torch.export`` fixes a recurrent layer's time axis) and another length fails loudly; passage classifiers and
-encoder-decoders are refused, writing nothing."""
+"""``trainlab export`` of text runs: each recurrent kind exports a language model's per-step next-token probabilities
+over a window of the run's training length, and answers like the run's model on real text; the window length is
+fixed (``torch.export`` fixes a recurrent layer's time axis) and another length fails loudly.  A passage classifier
+exports unpacked (``MaskedRecurrent``) and answers like ``predict`` on passages of any length up to its longest
+training passage; encoder-decoders are refused, writing nothing."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from tests.test_model_data_pairing import novels
 from trainlab import rundir
 from trainlab.data.text import Vocabulary
 from trainlab.export import FORMATS, ExportError, export_run
+from trainlab.data.text_classify import passage_ids
 from trainlab.export.metadata import text_steps
+from trainlab.inference.text import predict_texts
 
 STEPS = 8
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 12
@@ -89,14 +92,56 @@ def test_the_other_formats_export_a_language_model_and_pass_the_check(tmp_path: 
     assert result.path.is_file() and result.check is not None and result.check.max_abs_diff < 1e-4
 
 
+PASSAGES = ["It is a truth universally acknowledged.", "Emma Woodhouse, handsome", "A",
+            "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who"]
+
+
+def classifier(tmp_path: Path, model: str, **options: object) -> trainlab.Run:
+    overrides = {**novels(tmp_path), "model.name": model, **{f"model.{k}": v for k, v in options.items()}}
+    return trainlab.train(epochs=1, out=tmp_path / "runs", name=model, overrides=overrides)
+
+
+@pytest.mark.parametrize(("model", "options"), [
+    ("gru", {}), ("lstm", {"bidirectional": True, "layers": 2}),
+    ("rnn", {"bidirectional": True, "output": "mean", "embedding": None})],
+    ids=["gru-last", "lstm-bidirectional-2-layers", "rnn-bidirectional-mean-one-hot"])
+def test_a_passage_classifier_exports_and_answers_like_predict(tmp_path: Path, model: str,
+                                                               options: dict[str, object]) -> None:
+    run = classifier(tmp_path, model, **options)
+    width = run.meta.preprocess["max_length"]
+    result = export_run(run.path, "torch-export", tmp_path / "novels.pt2")
+    assert result.check is not None and result.check.max_abs_diff < 1e-5  # against the packed model, padded rows
+    with open(result.path, "rb") as handle:
+        program = torch.export.load(handle).module()
+    passages = [text[:width] for text in PASSAGES]  # a longer passage is cut by the caller (the metadata says so)
+    assert len({len(text) for text in passages}) == len(passages)  # every row padded differently, one not at all
+    got = program(passage_ids(passages, Vocabulary.from_record(run.meta.preprocess), length=width))
+    predictions = predict_texts([run.load_model().eval()], passages, run.meta)
+    assert [run.meta.classes[int(i)] for i in got.argmax(dim=1)] == [p.label for p in predictions]
+    torch.testing.assert_close(got.max(dim=1).values, torch.tensor([p.probability for p in predictions]),
+                               atol=1e-5, rtol=1e-4)
+    metadata = json.loads(result.metadata_path.read_text())
+    assert metadata["input"]["shape"] == [None, width] and metadata["output"]["shape"] == [None, 6]
+    assert metadata["classes"] == run.meta.classes and "classes[argmax(probabilities)]" in metadata["after_graph"]
+    assert f"right-padded with 0 (<pad>) to exactly {width} per row" in metadata["before_graph"]["window"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_the_other_formats_export_a_passage_classifier_and_pass_the_check(tmp_path: Path, fmt: str) -> None:
+    for package in FORMATS.entry(fmt).obj.packages:
+        pytest.importorskip(package)
+    run = classifier(tmp_path, "lstm", bidirectional=True)
+    result = export_run(run.path, fmt, tmp_path / FORMATS.get(fmt).file_name)
+    assert result.path.is_file() and result.check is not None and result.check.max_abs_diff < 1e-4
+
+
 @pytest.mark.parametrize(("data", "message"), [
-    (lambda tmp: {**novels(tmp), "model.name": "gru"}, "its passages are packed by length"),
     (lambda tmp: {"model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 60},
      "its input is split into source and decoder input at each row's <bos>"),
-], ids=["passage-classifier", "encoder-decoder"])
-def test_classifiers_and_encoder_decoders_are_refused_writing_nothing(tmp_path: Path, run_cli,
-                                                                      data: Callable[[Path], dict[str, object]],
-                                                                      message: str) -> None:
+], ids=["encoder-decoder"])
+def test_encoder_decoders_are_refused_writing_nothing(tmp_path: Path, run_cli,
+                                                      data: Callable[[Path], dict[str, object]],
+                                                      message: str) -> None:
     overrides = data(tmp_path)
     run = trainlab.train(epochs=1, out=tmp_path / "runs", name="r",
                          overrides={**QUIET, **{k: v for k, v in overrides.items() if v is not None}})

@@ -111,3 +111,23 @@ def test_translation_ensemble_loss_is_the_mean_over_target_steps(kfold_translati
     metrics = ensemble.evaluate("test", device="cpu")
     assert metrics["test_loss"] == pytest.approx(float(-picked.clamp_min(1e-12).log().mean()), rel=1e-4)
     assert metrics == pytest.approx(json.loads((kfold_translation.path / "summary.json").read_text())["test"])
+
+
+def test_the_fold_ensemble_exports_as_one_graph_answering_like_predict(kfold_novels: KFoldResult, run_cli,
+                                                                       tmp_path: Path) -> None:
+    from trainlab.export import export_run
+
+    result = export_run(kfold_novels.path, "torch-export", tmp_path / "novels.pt2")
+    assert result.check is not None and result.check.max_abs_diff < 1e-5
+    metadata = json.loads(result.metadata_path.read_text())
+    assert metadata["folds"] == 3 and metadata["in_graph"][-1] == "mean over the 3 fold models"
+    width = metadata["input"]["shape"][1]
+    with open(result.path, "rb") as handle:
+        program = torch.export.load(handle).module()
+    passage = PASSAGE[:width]
+    with torch.no_grad():
+        got = program(passage_ids([passage], Vocabulary.from_record(metadata["preprocess"]), length=width))[0]
+    code, out, _ = run_cli("predict", kfold_novels.path, passage, "--json")
+    row = json.loads(out)
+    assert code == 0 and metadata["classes"][int(got.argmax())] == row["label"]
+    assert float(got.max()) == pytest.approx(row["probability"], rel=1e-5)

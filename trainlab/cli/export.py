@@ -22,8 +22,9 @@ the resize to the stored size and inverting a light background stay outside, des
 A k-fold directory exports one graph averaging its fold models, as predict does. A run of your own model
 (--model file.py:Class) needs --trust-code, as predict does; the exported file then runs without that code.
 A language model's graph takes windows of exactly data.num_steps token ids (int64, N x num_steps; the vocabulary
-is in the metadata) and returns the next token's probabilities at every step; passage classifiers and
-encoder-decoders are refused.
+is in the metadata) and returns the next token's probabilities at every step. A passage classifier's takes
+passages as token ids right-padded with 0 to its longest training passage (N x max_length) and returns class
+probabilities, as predict does. Encoder-decoders are refused.
 
 formats:
   torch-export   torch.export program (.pt2), the main path: torch.export.load(path).module()(x)

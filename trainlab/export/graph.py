@@ -7,7 +7,9 @@ Everything after that — the stored value scale (``rint(x * max_value / 255)``)
 resize to ``data.size``, ``(x - mean) / std``, whitening), the model, flip TTA when the run was evaluated with it,
 softmax, and the mean over k-fold models — is tensor arithmetic and goes into the graph, so the exported file takes
 raw 0-255 pixels and answers exactly what ``predict`` answers.  A language model's graph takes a window of token ids
-(text to ids, like a prompt, is described in the metadata) and answers the next token's probabilities at every step.
+(text to ids, like a prompt, is described in the metadata) and answers the next token's probabilities at every step;
+a passage classifier's takes passages as token ids right-padded to the longest training passage and answers class
+probabilities, with the recurrent layers unpacked (:class:`~trainlab.models.masked_recurrent.MaskedRecurrent`).
 """
 
 from __future__ import annotations
@@ -72,28 +74,39 @@ class ExportedPredictor(nn.Module):
         return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
 
 
+def text_window(preprocess: dict[str, Any]) -> int | None:
+    """The fixed number of token ids per row a text graph takes (``torch.export`` fixes a recurrent layer's time
+    axis): a language model's training window (``num_steps``), a classifier's longest passage (``max_length``)."""
+    key = "max_length" if preprocess.get("task") == "classify" else "num_steps"
+    return int(preprocess[key]) if key in preprocess else None
+
+
 def raw_input_shape(meta: DataMeta) -> tuple[int, ...]:
     """One raw input's shape: ``(C, H, W)`` at the stored image ``size`` (the graph resizes to ``data.size``
-    itself, as predict does), the encoded feature vector of a table, or a language model's window of
-    ``num_steps`` token ids (``torch.export`` fixes a recurrent layer's time axis, so the window length is fixed)."""
+    itself, as predict does), the encoded feature vector of a table, or a text run's :func:`text_window`."""
     kind = meta.preprocess.get("kind")
     if kind == "image":
         return (meta.input_shape[0], *meta.preprocess["size"])
     if kind == "text":
-        return (int(meta.preprocess["num_steps"]),)
+        return (text_window(meta.preprocess),)
     return tuple(meta.input_shape)
 
 
 def example_inputs(meta: DataMeta, batch: int, seed: int = 0) -> torch.Tensor:
     """A reproducible raw batch: random whole pixels 0-255 for images, standard-normal features for tables, random
-    token ids (``<unk>`` and up, never padding) for a language model."""
+    token ids (``<unk>`` and up) for text: a language model's full windows, a classifier's passages of random
+    lengths right-padded with 0, so a check sees the padding handled."""
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, *raw_input_shape(meta))
     kind = meta.preprocess.get("kind")
     if kind == "image":
         return torch.randint(0, RAW_MAX + 1, shape, generator=generator).float()
     if kind == "text":
-        return torch.randint(1, len(meta.preprocess["vocab"]), shape, generator=generator)
+        ids = torch.randint(1, len(meta.preprocess["vocab"]), shape, generator=generator)
+        if meta.preprocess.get("task") == "classify":
+            lengths = torch.randint(1, shape[1] + 1, (batch, 1), generator=generator)
+            ids[torch.arange(shape[1])[None, :] >= lengths] = 0
+        return ids
     return torch.randn(shape, generator=generator)
 
 

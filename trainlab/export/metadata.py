@@ -36,11 +36,21 @@ def image_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
 
 
 def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
-    """What comes before a language model's graph: text to token ids, as ``generate`` encodes a prompt."""
+    """What comes before a text graph: text to token ids, as ``generate`` encodes a prompt (a language model) or
+    ``predict`` a passage (a classifier)."""
     unit = "character" if preprocess.get("level") == "char" else "word or punctuation mark"
+    tokens = (f"each {unit} of the text" + (", lowercased," if preprocess.get("lowercase") else "")
+              + " becomes its index in preprocess.vocab; one the vocabulary lacks becomes 1 (<unk>)")
+    if preprocess.get("task") == "classify":
+        width = preprocess["max_length"]
+        return {"tokens": "runs of whitespace (line breaks too) become one space and the ends are trimmed; then "
+                          + tokens,
+                "window": f"each passage's ids, right-padded with 0 (<pad>) to exactly {width} per row (the longest "
+                          f"training passage): torch.export fixes a recurrent layer's time axis. Cut a longer "
+                          f"passage to its first {width} ids (predict reads it whole)",
+                "layout": "int64 (N, max_length)"}
     steps = {
-        "tokens": f"each {unit} of the text" + (", lowercased," if preprocess.get("lowercase") else "")
-                  + " becomes its index in preprocess.vocab; one the vocabulary lacks becomes 1 (<unk>)",
+        "tokens": tokens,
         "window": f"exactly {preprocess['num_steps']} token ids per row (the run's data.num_steps): torch.export "
                   "fixes a recurrent layer's time axis",
         "layout": "int64 (N, num_steps)",
@@ -53,6 +63,11 @@ def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
 
 def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: int) -> list[str]:
     """The steps inside the graph, in order, for a reader who wants to know what not to do twice."""
+    if preprocess.get("kind") == "text" and preprocess.get("task") == "classify":
+        return ["each passage's length: its ids before the padding (0)",
+                "the recurrent model over each passage's real ids from a zero hidden state (a backward direction "
+                "reads them last to first), pooled as the run's model.output says",
+                "softmax over classes", *([f"mean over the {folds} fold models"] if folds > 1 else [])]
     if preprocess.get("kind") == "text":
         return ["the recurrent model over the window from a zero hidden state",
                 "softmax over the vocabulary at every step"]
@@ -78,7 +93,7 @@ def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: in
 def after_steps(meta: DataMeta) -> str:
     """What predict does to the graph's output: name the class, or undo a table's target transform."""
     target = meta.preprocess.get("target") or {}
-    if meta.preprocess.get("kind") == "text":
+    if meta.preprocess.get("kind") == "text" and meta.preprocess.get("task") != "classify":
         return ("probabilities[:, t] is the distribution of the token after position t; its most likely token is "
                 "preprocess.vocab[argmax]")
     if meta.task == "classification":
@@ -118,7 +133,7 @@ def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path
 
 
 def _output_shape(meta: DataMeta) -> list[int | None]:
-    if meta.preprocess.get("kind") == "text":
+    if meta.preprocess.get("kind") == "text" and meta.preprocess.get("task") != "classify":
         return [None, *raw_input_shape(meta), meta.num_outputs]
     return [None, meta.num_outputs] if meta.task == "classification" else [None]
 

@@ -21,17 +21,17 @@ from torch import nn
 from trainlab import atomic, rundir
 from trainlab.export.check import CheckResult, check_export
 from trainlab.export.formats import FORMATS, ExportError, require_packages
-from trainlab.export.graph import ExportedPredictor, example_inputs, input_name, output_name
+from trainlab.export.graph import ExportedPredictor, example_inputs, input_name, output_name, text_window
 from trainlab.export.metadata import build_metadata
+from trainlab.models.masked_recurrent import MaskedRecurrent
+from trainlab.models.recurrent import RecurrentNet
 from trainlab.run import KFoldRun, RunDirectory, load_run
 
 logger = logging.getLogger(__name__)
 
 EXPORT_BATCH = 2  # the batch the graph is captured at: not 1, which tracers like to specialise
-EXPORTABLE = "export handles image, table and language-model runs"
+EXPORTABLE = "export handles image, table, language-model and passage-classifier runs"
 TEXT_REFUSALS = {  # text tasks without a one-graph form, and why
-    "classify": "its passages are packed by length, and torch.export cannot capture packing (a branch on the "
-                "lengths)",
     "seq2seq": "its input is split into source and decoder input at each row's <bos>, a position torch.export "
                "cannot capture (it depends on the data)",
 }
@@ -67,11 +67,11 @@ def export_run(run: str | Path | RunDirectory, fmt: str = "torch-export", out: s
     if FORMATS.entry(fmt).meta.get("legacy"):
         logger.info("%s is legacy (PyTorch deprecates it in favour of torch.export); prefer --format torch-export "
                     "where the runtime allows", fmt)
-    module = predictor(opened)
+    module, reference = _predictors(opened)
     names = {"input": input_name(opened.meta), "output": output_name(opened.meta)}
     with _new_folder(path.parent), atomic.atomic_path(path) as tmp:
         facts = spec.save(module, example_inputs(opened.meta, EXPORT_BATCH), tmp, names)
-        result = check_export(module, spec.load(tmp), opened.meta, spec.tolerance, path) if check else None
+        result = check_export(reference, spec.load(tmp), opened.meta, spec.tolerance, path) if check else None
     folds = len(opened.folds) if isinstance(opened, KFoldRun) else 1
     rundir.write_json(meta_path, build_metadata(
         run_dir=opened.path, model_name=opened.config.model.name, fmt=fmt, model_file=path, meta=opened.meta,
@@ -82,18 +82,32 @@ def export_run(run: str | Path | RunDirectory, fmt: str = "torch-export", out: s
 
 def predictor(run: RunDirectory) -> nn.Module:
     """The module every format exports: raw input → predict's output, for the run's model(s) on the CPU."""
-    return ExportedPredictor(run.load_models("cpu"), run.meta, run.config.train.tta_flip).eval()
+    return _predictors(run)[0]
+
+
+def _predictors(run: RunDirectory) -> tuple[nn.Module, nn.Module]:
+    """``(the module exported, predict's own path to check the file against)``: one module for every run but a
+    passage classifier, whose recurrent models are exported unpacked (:class:`MaskedRecurrent`) and checked
+    against the packed models predict runs."""
+    models, tta_flip = run.load_models("cpu"), run.config.train.tta_flip
+    reference = ExportedPredictor(models, run.meta, tta_flip).eval()
+    if run.meta.preprocess.get("task") != "classify":
+        return reference, reference
+    unpacked = [MaskedRecurrent(model) if isinstance(model, RecurrentNet) else model for model in models]
+    return ExportedPredictor(unpacked, run.meta, tta_flip).eval(), reference
 
 
 def _refuse_unexportable(run: RunDirectory) -> None:
     """Image and table runs export predict's path; a language model its per-step next-token probabilities over a
-    window of its training length; other text runs have no one-graph form."""
+    window of its training length; a passage classifier its class probabilities for passages padded to its longest
+    training passage; an encoder-decoder has no one-graph form."""
     preprocess = run.meta.preprocess
     kind = preprocess.get("kind")
     if kind == "text" and preprocess.get("task") in TEXT_REFUSALS:
         raise ExportError(f"{run.path} cannot be exported: {TEXT_REFUSALS[preprocess['task']]}; {EXPORTABLE}")
-    if kind == "text" and "num_steps" not in preprocess:
-        raise ExportError(f"{run.path} cannot be exported: its data.json records no window length (num_steps)")
+    if kind == "text" and text_window(preprocess) is None:
+        key = "max_length" if preprocess.get("task") == "classify" else "num_steps"
+        raise ExportError(f"{run.path} cannot be exported: its data.json records no window length ({key})")
     if kind not in ("image", "table", "text"):
         raise ExportError(f"{run.path} was trained on {kind} data; {EXPORTABLE}")
 
