@@ -1,15 +1,14 @@
 """``trainlab export`` of text runs: each recurrent kind exports a language model's per-step next-token probabilities
 over a window of the run's training length, and answers like the run's model on real text; the window length is
 fixed (``torch.export`` fixes a recurrent layer's time axis) and another length fails loudly.  A passage classifier
-exports unpacked (``MaskedRecurrent``) and answers like ``predict`` on passages of any length up to its longest
-training passage; encoder-decoders are refused, writing nothing."""
+and an encoder-decoder export unpacked (``trainlab.models.masked_recurrent``) and answer like ``predict`` on
+passages or sources of any length up to the longest of their training data."""
 
 from __future__ import annotations
 
 import json
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -17,9 +16,10 @@ import torch
 import trainlab
 from tests.test_model_data_pairing import novels
 from trainlab import rundir
+from trainlab.data.seq2seq import EOS, decode_outputs
 from trainlab.data.text import Vocabulary
-from trainlab.export import FORMATS, ExportError, export_run
 from trainlab.data.text_classify import passage_ids
+from trainlab.export import FORMATS, export_run
 from trainlab.export.metadata import text_steps
 from trainlab.inference.text import predict_texts
 
@@ -135,23 +135,35 @@ def test_the_other_formats_export_a_passage_classifier_and_pass_the_check(tmp_pa
     assert result.path.is_file() and result.check is not None and result.check.max_abs_diff < 1e-4
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (lambda tmp: {"model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 60},
-     "its input is split into source and decoder input at each row's <bos>"),
-], ids=["encoder-decoder"])
-def test_encoder_decoders_are_refused_writing_nothing(tmp_path: Path, run_cli,
-                                                      data: Callable[[Path], dict[str, object]],
-                                                      message: str) -> None:
-    overrides = data(tmp_path)
-    run = trainlab.train(epochs=1, out=tmp_path / "runs", name="r",
-                         overrides={**QUIET, **{k: v for k, v in overrides.items() if v is not None}})
-    before = sorted(p.name for p in run.path.rglob("*"))
-    code, out, err = run_cli("export", run.path)
-    assert code == 2 and out == "" and f"cannot be exported: {message}" in err
-    assert sorted(p.name for p in run.path.rglob("*")) == before and not (run.path / rundir.EXPORT_DIR).exists()
-    with pytest.raises(ExportError, match=message):
-        export_run(run.path, "torch-export", tmp_path / "x.pt2")
-    assert not (tmp_path / "x.pt2").exists()
+SOURCES = ["forty-two", "one thousand five", "seven"]
+
+
+def test_an_encoder_decoder_exports_its_greedy_translation_and_answers_like_predict(tmp_path: Path, run_cli) -> None:
+    overrides = {**QUIET, "model.name": "seq2seq", "data.name": "numbers-to-digits", "data.n": 200,
+                 "model.hidden": 16, "model.embedding": 8}
+    run = trainlab.train(epochs=2, out=tmp_path / "runs", name="numbers", overrides=overrides)
+    record = run.meta.preprocess
+    code, out, _ = run_cli("export", run.path)
+    assert code == 0 and "export/model.pt2" in out
+    metadata = json.loads((run.path / rundir.EXPORT_DIR / "model.pt2.json").read_text())
+    assert metadata["input"]["shape"] == [None, record["source_length"]]
+    assert metadata["output"]["shape"] == [None, record["target_length"], len(record["vocab"])]
+    assert metadata["check"]["max_abs_diff"] < 1e-5  # against the packed model on sources of random lengths
+    with open(run.path / rundir.EXPORT_DIR / "model.pt2", "rb") as handle:
+        program = torch.export.load(handle).module()
+    vocab = Vocabulary.from_record(record)
+    sources = torch.zeros(len(SOURCES), record["source_length"], dtype=torch.long)
+    for row, text in zip(sources, SOURCES):
+        row[:len(text)] = vocab.encode_text(text)
+    with torch.no_grad():
+        steps = program(sources)
+    predictions = predict_texts([run.load_model().eval()], SOURCES, run.meta)
+    assert decode_outputs(steps, vocab) == [p.label for p in predictions]
+    best = steps.max(dim=-1).values
+    for row, prediction in enumerate(predictions):
+        ids = steps[row].argmax(dim=-1).tolist()
+        length = ids.index(EOS) + 1 if EOS in ids else len(ids)
+        assert float(best[row, :length].prod()) == pytest.approx(prediction.probability, rel=1e-5)
 
 
 def test_the_metadata_of_a_style_model_says_how_to_ask_for_a_style() -> None:

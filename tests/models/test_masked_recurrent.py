@@ -1,5 +1,6 @@
-"""The unpacked passage classifier export uses (``MaskedRecurrent``) equals the packed model, for every recurrent
-kind, one or two directions and layers, both poolings, one-hot or embedded tokens, rows of every length."""
+"""The unpacked models export uses equal the packed ones on rows of every length: the passage classifier
+(``MaskedRecurrent``) for every recurrent kind, one or two directions and layers, both poolings, one-hot or embedded
+tokens; the encoder-decoder (``MaskedSeq2Seq``) with one or two layers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from trainlab.models import create
-from trainlab.models.masked_recurrent import MaskedRecurrent
+from trainlab.data.seq2seq import BOS, EOS
+from trainlab.models.masked_recurrent import MaskedRecurrent, MaskedSeq2Seq, SourceInput
 from trainlab.models.recurrent import LAYERS
 
 VOCAB, STEPS = 12, 11
@@ -45,3 +47,16 @@ def test_padding_changes_nothing_and_per_step_models_are_refused() -> None:
     steps = create("gru", num_classes=VOCAB, in_channels=VOCAB, input_size=None, hidden=7)
     with pytest.raises(ValueError, match="pools a passage \\(output last or mean\\); this model's output is 'steps'"):
         MaskedRecurrent(steps)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_unpacked_encoder_decoder_equals_the_packed_model_asked_with_the_source(layers: int) -> None:
+    torch.manual_seed(2)
+    model = create("seq2seq", num_classes=VOCAB, in_channels=VOCAB, input_size=None, embedding=4, hidden=7,
+                   layers=layers).eval()
+    source = padded_batch()
+    source[(source == BOS) | (source == EOS)] = 5  # a source holds tokens, never <bos> or <eos>
+    with torch.no_grad():
+        want = SourceInput(model, steps=6)(source)
+        torch.testing.assert_close(MaskedSeq2Seq(model, steps=6)(source), want, atol=1e-6, rtol=1e-5)
+    assert want.shape == (len(LENGTHS), 6, VOCAB)

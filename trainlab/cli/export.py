@@ -24,7 +24,8 @@ A k-fold directory exports one graph averaging its fold models, as predict does.
 A language model's graph takes windows of exactly data.num_steps token ids (int64, N x num_steps; the vocabulary
 is in the metadata) and returns the next token's probabilities at every step. A passage classifier's takes
 passages as token ids right-padded with 0 to its longest training passage (N x max_length) and returns class
-probabilities, as predict does. Encoder-decoders are refused.
+probabilities, as predict does; an encoder-decoder's takes sources right-padded to its longest training source
+(N x source_length) and returns each output step's probabilities under greedy decoding.
 
 formats:
   torch-export   torch.export program (.pt2), the main path: torch.export.load(path).module()(x)

@@ -9,7 +9,8 @@ softmax, and the mean over k-fold models — is tensor arithmetic and goes into 
 raw 0-255 pixels and answers exactly what ``predict`` answers.  A language model's graph takes a window of token ids
 (text to ids, like a prompt, is described in the metadata) and answers the next token's probabilities at every step;
 a passage classifier's takes passages as token ids right-padded to the longest training passage and answers class
-probabilities, with the recurrent layers unpacked (:class:`~trainlab.models.masked_recurrent.MaskedRecurrent`).
+probabilities; an encoder-decoder's takes padded sources and answers the greedy decoding's per-step probabilities
+(both with their recurrent layers unpacked, :mod:`trainlab.models.masked_recurrent`).
 """
 
 from __future__ import annotations
@@ -74,10 +75,19 @@ class ExportedPredictor(nn.Module):
         return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
 
 
+WINDOWS = {"lm": "num_steps", "classify": "max_length", "seq2seq": "source_length"}  # text task → its window's key
+SOURCE_IDS = 4  # an encoder-decoder's token ids start after <pad>, <unk>, <bos>, <eos>
+
+
+def window_key(preprocess: dict[str, Any]) -> str:
+    return WINDOWS.get(preprocess.get("task", "lm"), "num_steps")
+
+
 def text_window(preprocess: dict[str, Any]) -> int | None:
     """The fixed number of token ids per row a text graph takes (``torch.export`` fixes a recurrent layer's time
-    axis): a language model's training window (``num_steps``), a classifier's longest passage (``max_length``)."""
-    key = "max_length" if preprocess.get("task") == "classify" else "num_steps"
+    axis): a language model's training window, a classifier's longest passage, an encoder-decoder's longest
+    source (:data:`WINDOWS`)."""
+    key = window_key(preprocess)
     return int(preprocess[key]) if key in preprocess else None
 
 
@@ -94,16 +104,18 @@ def raw_input_shape(meta: DataMeta) -> tuple[int, ...]:
 
 def example_inputs(meta: DataMeta, batch: int, seed: int = 0) -> torch.Tensor:
     """A reproducible raw batch: random whole pixels 0-255 for images, standard-normal features for tables, random
-    token ids (``<unk>`` and up) for text: a language model's full windows, a classifier's passages of random
-    lengths right-padded with 0, so a check sees the padding handled."""
+    token ids for text: a language model's full windows, a classifier's passages and an encoder-decoder's sources
+    (their tokens only, no <bos>) of random lengths right-padded with 0, so a check sees the padding handled."""
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, *raw_input_shape(meta))
     kind = meta.preprocess.get("kind")
     if kind == "image":
         return torch.randint(0, RAW_MAX + 1, shape, generator=generator).float()
     if kind == "text":
-        ids = torch.randint(1, len(meta.preprocess["vocab"]), shape, generator=generator)
-        if meta.preprocess.get("task") == "classify":
+        task = meta.preprocess.get("task")
+        first = SOURCE_IDS if task == "seq2seq" else 1
+        ids = torch.randint(first, len(meta.preprocess["vocab"]), shape, generator=generator)
+        if task in ("classify", "seq2seq"):
             lengths = torch.randint(1, shape[1] + 1, (batch, 1), generator=generator)
             ids[torch.arange(shape[1])[None, :] >= lengths] = 0
         return ids

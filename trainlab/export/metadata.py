@@ -41,6 +41,14 @@ def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
     unit = "character" if preprocess.get("level") == "char" else "word or punctuation mark"
     tokens = (f"each {unit} of the text" + (", lowercased," if preprocess.get("lowercase") else "")
               + " becomes its index in preprocess.vocab; one the vocabulary lacks becomes 1 (<unk>)")
+    if preprocess.get("task") == "seq2seq":
+        width = preprocess["source_length"]
+        return {"tokens": "each character of the source becomes its index in preprocess.vocab (ids 0-3 are <pad>, "
+                          "<unk>, <bos>, <eos>); predict refuses a source with a character the vocabulary lacks",
+                "window": f"each source's ids, right-padded with 0 (<pad>) to exactly {width} per row (the longest "
+                          "training source): torch.export fixes a recurrent layer's time axis; predict refuses a "
+                          "longer source",
+                "layout": "int64 (N, source_length)"}
     if preprocess.get("task") == "classify":
         width = preprocess["max_length"]
         return {"tokens": "runs of whitespace (line breaks too) become one space and the ends are trimmed; then "
@@ -63,6 +71,12 @@ def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
 
 def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: int) -> list[str]:
     """The steps inside the graph, in order, for a reader who wants to know what not to do twice."""
+    if preprocess.get("kind") == "text" and preprocess.get("task") == "seq2seq":
+        return ["each source's length: its ids before the padding (0)",
+                "the encoder over each source's real ids; its final state starts the decoder",
+                f"greedy decoding of {preprocess['target_length']} steps from <bos>, each step reading the previous "
+                "step's most likely token", "softmax over the vocabulary at every step",
+                *([f"mean over the {folds} fold models"] if folds > 1 else [])]
     if preprocess.get("kind") == "text" and preprocess.get("task") == "classify":
         return ["each passage's length: its ids before the padding (0)",
                 "the recurrent model over each passage's real ids from a zero hidden state (a backward direction "
@@ -93,6 +107,9 @@ def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: in
 def after_steps(meta: DataMeta) -> str:
     """What predict does to the graph's output: name the class, or undo a table's target transform."""
     target = meta.preprocess.get("target") or {}
+    if meta.preprocess.get("task") == "seq2seq":
+        return ("probabilities[:, t] is the distribution of output token t; the translation is "
+                "preprocess.vocab[argmax] at each step before the first <eos> (id 3)")
     if meta.preprocess.get("kind") == "text" and meta.preprocess.get("task") != "classify":
         return ("probabilities[:, t] is the distribution of the token after position t; its most likely token is "
                 "preprocess.vocab[argmax]")
@@ -133,6 +150,8 @@ def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path
 
 
 def _output_shape(meta: DataMeta) -> list[int | None]:
+    if meta.preprocess.get("task") == "seq2seq":
+        return [None, int(meta.preprocess["target_length"]), meta.num_outputs]
     if meta.preprocess.get("kind") == "text" and meta.preprocess.get("task") != "classify":
         return [None, *raw_input_shape(meta), meta.num_outputs]
     return [None, meta.num_outputs] if meta.task == "classification" else [None]

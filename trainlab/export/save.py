@@ -21,20 +21,15 @@ from torch import nn
 from trainlab import atomic, rundir
 from trainlab.export.check import CheckResult, check_export
 from trainlab.export.formats import FORMATS, ExportError, require_packages
-from trainlab.export.graph import ExportedPredictor, example_inputs, input_name, output_name, text_window
+from trainlab.export.graph import ExportedPredictor, example_inputs, input_name, output_name, text_window, window_key
 from trainlab.export.metadata import build_metadata
-from trainlab.models.masked_recurrent import MaskedRecurrent
+from trainlab.models.masked_recurrent import MaskedRecurrent, MaskedSeq2Seq, SourceInput
 from trainlab.models.recurrent import RecurrentNet
 from trainlab.run import KFoldRun, RunDirectory, load_run
 
 logger = logging.getLogger(__name__)
 
 EXPORT_BATCH = 2  # the batch the graph is captured at: not 1, which tracers like to specialise
-EXPORTABLE = "export handles image, table, language-model and passage-classifier runs"
-TEXT_REFUSALS = {  # text tasks without a one-graph form, and why
-    "seq2seq": "its input is split into source and decoder input at each row's <bos>, a position torch.export "
-               "cannot capture (it depends on the data)",
-}
 
 
 @dataclass(frozen=True)
@@ -86,30 +81,34 @@ def predictor(run: RunDirectory) -> nn.Module:
 
 
 def _predictors(run: RunDirectory) -> tuple[nn.Module, nn.Module]:
-    """``(the module exported, predict's own path to check the file against)``: one module for every run but a
-    passage classifier, whose recurrent models are exported unpacked (:class:`MaskedRecurrent`) and checked
-    against the packed models predict runs."""
-    models, tta_flip = run.load_models("cpu"), run.config.train.tta_flip
-    reference = ExportedPredictor(models, run.meta, tta_flip).eval()
-    if run.meta.preprocess.get("task") != "classify":
+    """``(the module exported, predict's own path to check the file against)``: one module for every run but those
+    whose models pack their input (passage classifiers, encoder-decoders): they are exported unpacked
+    (:mod:`trainlab.models.masked_recurrent`) and checked against the packed models predict runs."""
+    models, tta_flip, preprocess = run.load_models("cpu"), run.config.train.tta_flip, run.meta.preprocess
+    if preprocess.get("task") == "classify":
+        unpacked = [MaskedRecurrent(model) if isinstance(model, RecurrentNet) else model for model in models]
+    elif preprocess.get("task") == "seq2seq":
+        steps = int(preprocess["target_length"])
+        unpacked = [MaskedSeq2Seq(model, steps) for model in models]
+        models = [SourceInput(model, steps) for model in models]  # the source alone in, as the graph takes it
+    else:
+        reference = ExportedPredictor(models, run.meta, tta_flip).eval()
         return reference, reference
-    unpacked = [MaskedRecurrent(model) if isinstance(model, RecurrentNet) else model for model in models]
-    return ExportedPredictor(unpacked, run.meta, tta_flip).eval(), reference
+    return (ExportedPredictor(unpacked, run.meta, tta_flip).eval(),
+            ExportedPredictor(models, run.meta, tta_flip).eval())
 
 
 def _refuse_unexportable(run: RunDirectory) -> None:
     """Image and table runs export predict's path; a language model its per-step next-token probabilities over a
     window of its training length; a passage classifier its class probabilities for passages padded to its longest
-    training passage; an encoder-decoder has no one-graph form."""
+    training passage; an encoder-decoder its greedy decoding of sources padded to its longest training source."""
     preprocess = run.meta.preprocess
     kind = preprocess.get("kind")
-    if kind == "text" and preprocess.get("task") in TEXT_REFUSALS:
-        raise ExportError(f"{run.path} cannot be exported: {TEXT_REFUSALS[preprocess['task']]}; {EXPORTABLE}")
     if kind == "text" and text_window(preprocess) is None:
-        key = "max_length" if preprocess.get("task") == "classify" else "num_steps"
-        raise ExportError(f"{run.path} cannot be exported: its data.json records no window length ({key})")
+        raise ExportError(f"{run.path} cannot be exported: its data.json records no window length "
+                          f"({window_key(preprocess)})")
     if kind not in ("image", "table", "text"):
-        raise ExportError(f"{run.path} was trained on {kind} data; {EXPORTABLE}")
+        raise ExportError(f"{run.path} was trained on {kind} data; export handles image, table and text runs")
 
 
 @contextlib.contextmanager

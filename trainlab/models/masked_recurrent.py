@@ -1,4 +1,6 @@
-"""A passage classifier (``rnn``/``gru``/``lstm`` with ``output=last`` or ``mean``) without packing, for export.
+"""Recurrent models that pack their input, computed without packing: the form ``torch.export`` captures.
+
+A passage classifier (``rnn``/``gru``/``lstm`` with ``output=last`` or ``mean``):
 
 Why: the model packs a padded batch (``pack_padded_sequence``) so padding never changes a prediction, and packing
 sorts rows by length and branches on the lengths, which ``torch.export`` cannot capture.  :class:`MaskedRecurrent`
@@ -12,8 +14,13 @@ computes the same function with tensor operations only:
 * a stacked layer reads the layer below's outputs, which are exact at every real position;
 * ``last`` pools the final states of the top layer's directions, ``mean`` the outputs over the real positions.
 
-Each (layer, direction) is a one-layer, one-direction ``nn.RNN``/``GRU``/``LSTM`` holding that part of the model's
-weights, so the arithmetic is torch's own.  ``tests/test_export_text.py`` checks it against the packed model.
+An encoder-decoder (``seq2seq``) takes the source alone (:class:`MaskedSeq2Seq`): its encoder runs unpacked the
+same way, each layer's final state read at the source's last real token, and the decoder decodes greedily for the
+run's fixed number of target steps, as the model does in evaluation.
+
+Each (layer, direction) is a one-layer, one-direction ``nn.RNN``/``GRU``/``LSTM`` sharing that part of the model's
+weights, so the arithmetic is torch's own.  ``tests/models/test_masked_recurrent.py`` checks both against the
+packed models.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 from torch import nn
 
 from trainlab.models.recurrent import LAYERS, RecurrentNet
+from trainlab.models.seq2seq import BOS, PAD, Seq2Seq
 
 POOLINGS = ("last", "mean")
 
@@ -65,16 +73,50 @@ class MaskedRecurrent(nn.Module):
         return self.head(pooled)
 
 
+class MaskedSeq2Seq(nn.Module):
+    """``model``'s greedy translation of right-padded source ids ``(N, S)``: per-step logits ``(N, steps, V)``, as
+    the model answers for the source followed by ``<bos>`` in evaluation, without packing."""
+
+    def __init__(self, model: Seq2Seq, steps: int) -> None:
+        super().__init__()
+        self.model, self.steps = model.eval(), steps
+        self.parts = nn.ModuleList(_one_direction(model.encoder, layer, 0) for layer in range(model.encoder.num_layers))
+
+    def forward(self, source: torch.Tensor) -> torch.Tensor:
+        lengths = (source != PAD).sum(dim=1).clamp_min(1)  # the model's rule (Seq2Seq.encode)
+        inputs, finals = self.model.source_embed(source), []
+        for part in self.parts:
+            inputs, _ = part(inputs)
+            finals.append(_at(inputs, lengths - 1))
+        return self.model.greedy(torch.stack(finals), self.steps)
+
+
+class SourceInput(nn.Module):
+    """``model`` (an encoder-decoder) asked with the source alone: ``<bos>`` and padding for ``steps`` decoder steps
+    are appended, as ``predict`` lays out its input; the packed reference :class:`MaskedSeq2Seq` is checked against."""
+
+    def __init__(self, model: Seq2Seq, steps: int) -> None:
+        super().__init__()
+        self.model, self.steps = model.eval(), steps
+
+    def forward(self, source: torch.Tensor) -> torch.Tensor:
+        decoder_input = torch.full((source.shape[0], self.steps), PAD, dtype=source.dtype, device=source.device)
+        decoder_input[:, 0] = BOS
+        return self.model(torch.cat([source, decoder_input], dim=1))
+
+
 def _one_direction(rnn: nn.RNNBase, layer: int, direction: int) -> nn.RNNBase:
-    """A one-layer, one-direction copy of ``rnn``'s ``layer`` in ``direction`` (1: the backward one)."""
+    """A one-layer, one-direction layer sharing the weights of ``rnn``'s ``layer`` in ``direction`` (1: the backward
+    one): the same parameters, so nothing is copied and an export holds them once."""
     kind = next(name for name, cls in LAYERS.items() if type(rnn) is cls)
     width = rnn.input_size if layer == 0 else rnn.hidden_size * (2 if rnn.bidirectional else 1)
     extra = {"nonlinearity": rnn.nonlinearity} if kind == "rnn" else {}
     part = LAYERS[kind](width, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=True, **extra)
     suffix = f"_l{layer}" + ("_reverse" if direction else "")
     names = [f"weight_ih{suffix}", f"weight_hh{suffix}", *((f"bias_ih{suffix}", f"bias_hh{suffix}") if rnn.bias else ())]
-    part.load_state_dict({name.replace(suffix, "_l0"): getattr(rnn, name).detach().clone() for name in names})
-    return part.to(rnn.weight_hh_l0.device).eval()
+    for name in names:  # nn.RNNBase's __setattr__ keeps its list of flat weights in step
+        setattr(part, name.replace(suffix, "_l0"), getattr(rnn, name))
+    return part.eval()
 
 
 def _along_time(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
