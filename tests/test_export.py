@@ -33,7 +33,7 @@ FAST = {"lenet", "mlp"}  # a conv net and a dense one; simple-cnn runs end to en
 REPRESENTATIVE = {"lenet", "resnet18", "mobilenet_v3_small"}
 # Every image model of the zoo exports in every format; only sequence models are skipped.
 SEQUENCE_SKIP = ("a sequence model (registered with sequence=True) takes tokens or per-step features, not images; "
-                 "language-model runs export in tests/test_export_text.py")
+                 "text runs export in tests/test_export_text.py")
 
 
 def zoo_meta() -> DataMeta:
@@ -316,8 +316,7 @@ def test_bad_input_is_one_error_line(digits_run: trainlab.Run, run_cli, args: li
 def test_a_run_of_another_kind_is_refused_naming_it(digits_run: trainlab.Run, tmp_path: Path) -> None:
     opened = trainlab.load_run(digits_run.path)
     opened.meta = dataclasses.replace(opened.meta, preprocess={"kind": "audio"})
-    with pytest.raises(ExportError, match=r"was trained on audio data; export handles image, table, "
-                                          r"language-model and passage-classifier runs"):
+    with pytest.raises(ExportError, match=r"was trained on audio data; export handles image, table and text runs"):
         export_run(opened, out=tmp_path / "audio.pt2")
     assert list(tmp_path.iterdir()) == []
 
