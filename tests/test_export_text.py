@@ -70,13 +70,19 @@ def test_a_language_model_exports_its_next_token_probabilities(tmp_path: Path, m
     assert "distribution of the token after position t" in metadata["after_graph"]
 
 
-def test_another_window_length_fails_loudly_instead_of_answering(tmp_path: Path) -> None:
+def test_another_window_length_fails_loudly_and_a_shorter_text_is_read_right_padded(tmp_path: Path) -> None:
     run = language_model(tmp_path, "gru")
     result = export_run(run.path, "torch-export", tmp_path / "lm.pt2")
     with open(result.path, "rb") as handle:
         program = torch.export.load(handle).module()
     with pytest.raises(Exception, match=rf"\[1\] == {STEPS}\b"):  # torch's guard on the window's length
         program(torch.ones(2, STEPS + 3, dtype=torch.long))
+    short = window_ids(run, "It is")  # 5 of the window's 8 ids, right-padded as the metadata says
+    padded = torch.cat([short, torch.zeros(1, STEPS - short.shape[1], dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        want = run.load_model().eval()(short).softmax(dim=-1)
+        torch.testing.assert_close(program(padded)[:, :short.shape[1]], want, atol=1e-5, rtol=1e-4)
+    assert "Right-pad a shorter text with 0" in text_steps(run.meta.preprocess)["window"]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

@@ -192,6 +192,7 @@ def test_where_the_kernel_does_not_apply_torchs_layer_runs(situation, monkeypatc
         assert not rnn_kernel.applies(rnn, x, padded=padded)
 
 
+@pytest.mark.filterwarnings("ignore:The tensor attributes .* were assigned during export:UserWarning")  # torch's note
 def test_an_exported_model_records_torchs_rnn_operation():
     """torch.export traces through dynamo: the graph gets aten.rnn_tanh, not 7 unrolled steps of the kernel."""
     ours, _ = pair()

@@ -60,7 +60,8 @@ def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
     steps = {
         "tokens": tokens,
         "window": f"exactly {preprocess['num_steps']} token ids per row (the run's data.num_steps): torch.export "
-                  "fixes a recurrent layer's time axis",
+                  "fixes a recurrent layer's time axis. Right-pad a shorter text with 0 and read only its own "
+                  "positions: the model reads left to right, so nothing after a position changes its answer",
         "layout": "int64 (N, num_steps)",
     }
     if preprocess.get("styles"):
