@@ -6,6 +6,7 @@ passages or sources of any length up to the longest of their training data."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -19,7 +20,7 @@ from trainlab import rundir
 from trainlab.data.seq2seq import EOS, decode_outputs
 from trainlab.data.text import Vocabulary
 from trainlab.data.text_classify import passage_ids
-from trainlab.export import FORMATS, export_run
+from trainlab.export import FORMATS, ExportError, export_run
 from trainlab.export.metadata import text_steps
 from trainlab.inference.text import predict_texts
 
@@ -170,6 +171,17 @@ def test_an_encoder_decoder_exports_its_greedy_translation_and_answers_like_pred
         ids = steps[row].argmax(dim=-1).tolist()
         length = ids.index(EOS) + 1 if EOS in ids else len(ids)
         assert float(best[row, :length].prod()) == pytest.approx(prediction.probability, rel=1e-5)
+
+
+@pytest.mark.parametrize(("task", "key"), [("lm", "num_steps"), ("classify", "max_length"),
+                                          ("seq2seq", "source_length")])
+def test_a_text_run_without_its_window_length_is_refused_naming_it(tmp_path: Path, task: str, key: str) -> None:
+    opened = trainlab.load_run(language_model(tmp_path, "gru").path)
+    record = {name: value for name, value in opened.meta.preprocess.items() if name != "num_steps"}
+    opened.meta = dataclasses.replace(opened.meta, preprocess={**record, "task": task})
+    with pytest.raises(ExportError, match=rf"cannot be exported: its data.json records no window length \({key}\)"):
+        export_run(opened, out=tmp_path / "x.pt2")
+    assert not (tmp_path / "x.pt2").exists()
 
 
 def test_the_metadata_of_a_style_model_says_how_to_ask_for_a_style() -> None:

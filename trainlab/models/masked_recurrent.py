@@ -1,10 +1,9 @@
 """Recurrent models that pack their input, computed without packing: the form ``torch.export`` captures.
 
-A passage classifier (``rnn``/``gru``/``lstm`` with ``output=last`` or ``mean``):
-
-Why: the model packs a padded batch (``pack_padded_sequence``) so padding never changes a prediction, and packing
+Why: a passage classifier (``rnn``/``gru``/``lstm`` with ``output=last`` or ``mean``) and the encoder of an
+encoder-decoder pack a padded batch (``pack_padded_sequence``) so padding never changes a prediction, and packing
 sorts rows by length and branches on the lengths, which ``torch.export`` cannot capture.  :class:`MaskedRecurrent`
-computes the same function with tensor operations only:
+computes the classifier's function with tensor operations only:
 
 * each row's length comes from its padding (id 0 is padding, right-padded), as the model finds it;
 * the forward direction runs over the padded rows: the padding comes after a row's real tokens, so it cannot
@@ -43,7 +42,7 @@ class MaskedRecurrent(nn.Module):
         if model.output not in POOLINGS:
             raise ValueError(f"a masked {model.kind} pools a passage (output {' or '.join(POOLINGS)}); this model's "
                              f"output is {model.output!r}")
-        self.embed, self.head = model.embed, model.head  # shared with the model (the rnn's weights are copied)
+        self.embed, self.head = model.embed, model.head  # the model's own, as the parts share the rnn's weights
         self.vocabulary, self.pooling = model.in_channels, model.output
         rnn = model.rnn
         self.parts = nn.ModuleList(nn.ModuleList(_one_direction(rnn, layer, direction)
@@ -93,7 +92,8 @@ class MaskedSeq2Seq(nn.Module):
 
 class SourceInput(nn.Module):
     """``model`` (an encoder-decoder) asked with the source alone: ``<bos>`` and padding for ``steps`` decoder steps
-    are appended, as ``predict`` lays out its input; the packed reference :class:`MaskedSeq2Seq` is checked against."""
+    are appended, as ``predict`` lays out its input.  The packed model, run as predict runs it: what an exported
+    :class:`MaskedSeq2Seq` is checked against."""
 
     def __init__(self, model: Seq2Seq, steps: int) -> None:
         super().__init__()
