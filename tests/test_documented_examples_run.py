@@ -324,7 +324,18 @@ def _check_new_command(namespace: dict[str, object], sandbox: Path) -> None:
     assert args.handler(args) == 0
 
 
+def _check_passage_export(namespace: dict[str, object], sandbox: Path) -> None:
+    """The documented text-to-ids steps and the exported classifier answer what predict answers."""
+    from trainlab import load_run
+
+    [prediction] = load_run(sandbox / "runs/austen-novels").predict([namespace["text"]])
+    probabilities = namespace["probabilities"]
+    assert namespace["meta"]["classes"][int(probabilities.argmax())] == prediction.label
+    assert float(probabilities.max()) == pytest.approx(prediction.probability, rel=1e-5)
+
+
 SNIPPET_CHECKS = {
+    "docs/export.md python #2": [_check_passage_export],
     "docs/architecture.md python #1": [_check_new_model],
     "docs/architecture.md python #2": [_check_new_dataset],
     "docs/architecture.md python #3": [_check_new_callback],

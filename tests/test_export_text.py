@@ -188,7 +188,8 @@ def test_the_metadata_of_a_style_model_says_how_to_ask_for_a_style() -> None:
     record = {"kind": "text", "level": "word", "lowercase": True, "vocab": ["<pad>", "<unk>", "<emma>"],
               "task": "lm", "num_steps": 16, "styles": {"emma": "<emma>"}}
     steps = text_steps(record)
-    assert "word or punctuation mark of the text, lowercased, becomes its index" in steps["tokens"]
+    assert steps["tokens"].startswith(r"each word or punctuation mark (the matches of the regular expression "
+                                      r"\w+|[^\w\s], Python's re) of the text, lowercased, becomes its index")
     assert steps["window"].startswith("exactly 16 token ids per row")
     assert "style token (preprocess.styles)" in steps["styles"]
     assert "styles" not in text_steps({**record, "styles": {}})

@@ -34,7 +34,8 @@ LEVELS = ("char", "word")
 NOVELS = ("emma", "mansfield-park", "northanger-abbey", "persuasion", "pride-and-prejudice", "sense-and-sensibility")
 SHIPPED_NOVEL = "pride-and-prejudice"
 SHIPPED = Path(__file__).parent / "corpus" / f"{SHIPPED_NOVEL}.txt.gz"
-_WORD = re.compile(r"\w+|[^\w\s]")
+WORD_PATTERN = r"\w+|[^\w\s]"  # a word-level token: a run of word characters, or one punctuation mark
+_WORD = re.compile(WORD_PATTERN)
 
 
 def read_text(path: str | Path) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from trainlab import rundir
 from trainlab.data.bundle import DataMeta
+from trainlab.data.text import WORD_PATTERN
 from trainlab.data.whiten import without_arrays
 from trainlab.export.check import CheckResult
 from trainlab.export.graph import RAW_MAX, input_name, output_name, raw_input_shape
@@ -38,7 +39,8 @@ def image_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
 def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
     """What comes before a text graph: text to token ids, as ``generate`` encodes a prompt (a language model) or
     ``predict`` a passage (a classifier)."""
-    unit = "character" if preprocess.get("level") == "char" else "word or punctuation mark"
+    unit = ("character" if preprocess.get("level") == "char" else
+            f"word or punctuation mark (the matches of the regular expression {WORD_PATTERN}, Python's re)")
     tokens = (f"each {unit} of the text" + (", lowercased," if preprocess.get("lowercase") else "")
               + " becomes its index in preprocess.vocab; one the vocabulary lacks becomes 1 (<unk>)")
     if preprocess.get("task") == "seq2seq":
