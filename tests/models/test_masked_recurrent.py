@@ -37,6 +37,14 @@ def test_the_unpacked_classifier_equals_the_packed_model(kind: str, bidirectiona
         torch.testing.assert_close(MaskedRecurrent(model)(x), model(x), atol=1e-6, rtol=1e-5)
 
 
+def test_a_relu_rnn_with_tied_weights_unpacks_too() -> None:
+    model = create("rnn", num_classes=VOCAB, in_channels=VOCAB, input_size=None, hidden=5, embedding=5,
+                   tie_weights=True, nonlinearity="relu", bidirectional=False, output="mean").eval()
+    x = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(MaskedRecurrent(model)(x), model(x), atol=1e-6, rtol=1e-5)
+
+
 def test_padding_changes_nothing_and_per_step_models_are_refused() -> None:
     model = create("gru", num_classes=6, in_channels=VOCAB, input_size=None, hidden=7, bidirectional=True,
                    output="last").eval()
