@@ -173,13 +173,15 @@ def test_an_encoder_decoder_exports_its_greedy_translation_and_answers_like_pred
         assert float(best[row, :length].prod()) == pytest.approx(prediction.probability, rel=1e-5)
 
 
-@pytest.mark.parametrize(("task", "key"), [("lm", "num_steps"), ("classify", "max_length"),
-                                          ("seq2seq", "source_length")])
-def test_a_text_run_without_its_window_length_is_refused_naming_it(tmp_path: Path, task: str, key: str) -> None:
+@pytest.mark.parametrize(("task", "message"), [
+    ("lm", r"records no window length \(num_steps\)"), ("classify", r"records no window length \(max_length\)"),
+    ("seq2seq", r"records no window length \(source_length\)"),
+    ("tagging", r"names the text task 'tagging', which export does not know \(lm, classify, seq2seq\)")])
+def test_a_text_run_export_cannot_read_is_refused_naming_why(tmp_path: Path, task: str, message: str) -> None:
     opened = trainlab.load_run(language_model(tmp_path, "gru").path)
     record = {name: value for name, value in opened.meta.preprocess.items() if name != "num_steps"}
     opened.meta = dataclasses.replace(opened.meta, preprocess={**record, "task": task})
-    with pytest.raises(ExportError, match=rf"cannot be exported: its data.json records no window length \({key}\)"):
+    with pytest.raises(ExportError, match=rf"cannot be exported: its data.json {message}"):
         export_run(opened, out=tmp_path / "x.pt2")
     assert not (tmp_path / "x.pt2").exists()
 
@@ -193,3 +195,38 @@ def test_the_metadata_of_a_style_model_says_how_to_ask_for_a_style() -> None:
     assert steps["window"].startswith("exactly 16 token ids per row")
     assert "style token (preprocess.styles)" in steps["styles"]
     assert "styles" not in text_steps({**record, "styles": {}})
+
+
+class _OwnTranslator(torch.nn.Module):
+    """A user's own encoder-decoder: not trainlab's Seq2Seq, so export has no unpacked form of it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 3, 5)
+
+
+def test_only_trainlabs_packing_models_are_unpacked_for_export() -> None:
+    """Passage classifiers and encoder-decoders of the zoo are exported unpacked; a user's own model is exported as
+    it is (an encoder-decoder still asked with the source alone), for torch.export to capture or refuse."""
+    from types import SimpleNamespace
+
+    from trainlab.data.bundle import DataMeta
+    from trainlab.export.save import _predictors
+    from trainlab.models import create
+    from trainlab.models.masked_recurrent import MaskedRecurrent, MaskedSeq2Seq, SourceInput
+
+    def exported_and_reference(models: list[torch.nn.Module], record: dict[str, object]) -> tuple[list, list]:
+        run = SimpleNamespace(load_models=lambda device: models, config=SimpleNamespace(train=SimpleNamespace(
+            tta_flip=False)), meta=DataMeta(task="classification", input_shape=(12, 5), preprocess=record))
+        exported, reference = _predictors(run)
+        return list(exported.models), list(reference.models)
+
+    gru = create("gru", num_classes=6, in_channels=12, input_size=None, hidden=4, output="last")
+    own = torch.nn.Linear(2, 2)
+    exported, reference = exported_and_reference([gru, own], {"kind": "text", "task": "classify", "max_length": 5})
+    assert [type(m) for m in exported] == [MaskedRecurrent, torch.nn.Linear] and reference == [gru, own]
+    seq2seq = create("seq2seq", num_classes=12, in_channels=12, input_size=None, hidden=4, embedding=2, layers=1)
+    exported, reference = exported_and_reference([seq2seq, _OwnTranslator()],
+                                                 {"kind": "text", "task": "seq2seq", "source_length": 5,
+                                                  "target_length": 3})
+    assert [type(m) for m in exported] == [MaskedSeq2Seq, SourceInput] and exported[1] is reference[1]
+    assert [type(m) for m in reference] == [SourceInput, SourceInput] and reference[0].model is seq2seq

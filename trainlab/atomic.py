@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import logging
+import math
 import numbers
 import os
 import re

@@ -15,6 +15,7 @@ probabilities; an encoder-decoder's takes padded sources and answers the greedy 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -75,19 +76,34 @@ class ExportedPredictor(nn.Module):
         return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
 
 
-WINDOWS = {"lm": "num_steps", "classify": "max_length", "seq2seq": "source_length"}  # text task → its window's key
-SOURCE_IDS = 4  # an encoder-decoder's token ids start after <pad>, <unk>, <bos>, <eos>
+@dataclass(frozen=True)
+class TextLayout:
+    """How a text task's graph takes its rows: the preprocessing key holding the fixed number of ids per row
+    (``torch.export`` fixes a recurrent layer's time axis), the lowest id of a token a row may hold, and whether
+    rows are right-padded with 0 up to that width (else every row fills it)."""
+
+    window: str
+    first_id: int
+    padded: bool
 
 
-def window_key(preprocess: dict[str, Any]) -> str:
-    return WINDOWS.get(preprocess.get("task", "lm"), "num_steps")
+TEXT_LAYOUTS = {
+    "lm": TextLayout("num_steps", first_id=1, padded=False),  # a window of the token stream
+    "classify": TextLayout("max_length", first_id=1, padded=True),  # passages, up to the longest training one
+    "seq2seq": TextLayout("source_length", first_id=4, padded=True),  # sources: no <pad>, <unk>, <bos>, <eos>
+}
+
+
+def text_task(preprocess: dict[str, Any]) -> str | None:
+    """``lm``, ``classify`` or ``seq2seq`` for a text run (a record without a task is a language model's), else
+    None."""
+    return (preprocess.get("task") or "lm") if preprocess.get("kind") == "text" else None
 
 
 def text_window(preprocess: dict[str, Any]) -> int | None:
-    """The fixed number of token ids per row a text graph takes (``torch.export`` fixes a recurrent layer's time
-    axis): a language model's training window, a classifier's longest passage, an encoder-decoder's longest
-    source (:data:`WINDOWS`)."""
-    key = window_key(preprocess)
+    """The fixed number of token ids per row a text graph takes (:data:`TEXT_LAYOUTS`), or None when the record
+    lacks it."""
+    key = TEXT_LAYOUTS[text_task(preprocess)].window
     return int(preprocess[key]) if key in preprocess else None
 
 
@@ -112,10 +128,9 @@ def example_inputs(meta: DataMeta, batch: int, seed: int = 0) -> torch.Tensor:
     if kind == "image":
         return torch.randint(0, RAW_MAX + 1, shape, generator=generator).float()
     if kind == "text":
-        task = meta.preprocess.get("task")
-        first = SOURCE_IDS if task == "seq2seq" else 1
-        ids = torch.randint(first, len(meta.preprocess["vocab"]), shape, generator=generator)
-        if task in ("classify", "seq2seq"):
+        layout = TEXT_LAYOUTS[text_task(meta.preprocess)]
+        ids = torch.randint(layout.first_id, len(meta.preprocess["vocab"]), shape, generator=generator)
+        if layout.padded:
             lengths = torch.randint(1, shape[1] + 1, (batch, 1), generator=generator)
             ids[torch.arange(shape[1])[None, :] >= lengths] = 0
         return ids

@@ -15,7 +15,7 @@ from trainlab.data.bundle import DataMeta
 from trainlab.data.text import WORD_PATTERN
 from trainlab.data.whiten import without_arrays
 from trainlab.export.check import CheckResult
-from trainlab.export.graph import RAW_MAX, input_name, output_name, raw_input_shape
+from trainlab.export.graph import RAW_MAX, input_name, output_name, raw_input_shape, text_task
 
 METADATA_SCHEMA = 1
 
@@ -43,7 +43,8 @@ def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
             f"word or punctuation mark (the matches of the regular expression {WORD_PATTERN}, Python's re)")
     tokens = (f"each {unit} of the text" + (", lowercased," if preprocess.get("lowercase") else "")
               + " becomes its index in preprocess.vocab; one the vocabulary lacks becomes 1 (<unk>)")
-    if preprocess.get("task") == "seq2seq":
+    task = text_task(preprocess)
+    if task == "seq2seq":
         width = preprocess["source_length"]
         return {"tokens": "each character of the source becomes its index in preprocess.vocab (ids 0-3 are <pad>, "
                           "<unk>, <bos>, <eos>); predict refuses a source with a character the vocabulary lacks",
@@ -51,7 +52,7 @@ def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
                           "training source): torch.export fixes a recurrent layer's time axis; predict refuses a "
                           "longer source",
                 "layout": "int64 (N, source_length)"}
-    if preprocess.get("task") == "classify":
+    if task == "classify":
         width = preprocess["max_length"]
         return {"tokens": "runs of whitespace (line breaks too) become one space and the ends are trimmed; then "
                           + tokens,
@@ -72,22 +73,32 @@ def text_steps(preprocess: dict[str, Any]) -> dict[str, Any]:
     return steps
 
 
+TEXT_GRAPH_STEPS = {  # text task → what its graph does, given the run's preprocessing record
+    "lm": lambda record: ["the recurrent model over the window from a zero hidden state",
+                          "softmax over the vocabulary at every step"],
+    "classify": lambda record: [
+        "each passage's length: its ids before the padding (0)",
+        "the recurrent model over each passage's real ids from a zero hidden state (a backward direction reads them "
+        "last to first), pooled as the run's model.output says", "softmax over classes"],
+    "seq2seq": lambda record: [
+        "each source's length: its ids before the padding (0)",
+        "the encoder over each source's real ids; its final state starts the decoder",
+        f"greedy decoding of {record['target_length']} steps from <bos>, each step reading the previous step's most "
+        "likely token", "softmax over the vocabulary at every step"],
+}
+
+
 def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: int) -> list[str]:
     """The steps inside the graph, in order, for a reader who wants to know what not to do twice."""
-    if preprocess.get("kind") == "text" and preprocess.get("task") == "seq2seq":
-        return ["each source's length: its ids before the padding (0)",
-                "the encoder over each source's real ids; its final state starts the decoder",
-                f"greedy decoding of {preprocess['target_length']} steps from <bos>, each step reading the previous "
-                "step's most likely token", "softmax over the vocabulary at every step",
-                *([f"mean over the {folds} fold models"] if folds > 1 else [])]
-    if preprocess.get("kind") == "text" and preprocess.get("task") == "classify":
-        return ["each passage's length: its ids before the padding (0)",
-                "the recurrent model over each passage's real ids from a zero hidden state (a backward direction "
-                "reads them last to first), pooled as the run's model.output says",
-                "softmax over classes", *([f"mean over the {folds} fold models"] if folds > 1 else [])]
-    if preprocess.get("kind") == "text":
-        return ["the recurrent model over the window from a zero hidden state",
-                "softmax over the vocabulary at every step"]
+    text = text_task(preprocess)
+    steps = TEXT_GRAPH_STEPS[text](preprocess) if text else _tensor_steps(preprocess, task, tta_flip)
+    if folds > 1:
+        steps.append(f"mean over the {folds} fold models")
+    return steps
+
+
+def _tensor_steps(preprocess: dict[str, Any], task: str, tta_flip: bool) -> list[str]:
+    """An image's or a table's graph: the stored value scale, the run's transform, the model, the output."""
     steps = []
     if preprocess.get("kind") == "image" and preprocess.get("max_value", RAW_MAX) != RAW_MAX:
         levels = preprocess["max_value"]
@@ -102,18 +113,16 @@ def graph_steps(preprocess: dict[str, Any], task: str, tta_flip: bool, folds: in
     if tta_flip:
         steps.append("mean of the logits of the input and its left-right mirror (the run's train.tta_flip)")
     steps.append("softmax over classes" if task == "classification" else "one value per example")
-    if folds > 1:
-        steps.append(f"mean over the {folds} fold models")
     return steps
 
 
 def after_steps(meta: DataMeta) -> str:
     """What predict does to the graph's output: name the class, or undo a table's target transform."""
-    target = meta.preprocess.get("target") or {}
-    if meta.preprocess.get("task") == "seq2seq":
+    target, text = meta.preprocess.get("target") or {}, text_task(meta.preprocess)
+    if text == "seq2seq":
         return ("probabilities[:, t] is the distribution of output token t; the translation is "
                 "preprocess.vocab[argmax] at each step before the first <eos> (id 3)")
-    if meta.preprocess.get("kind") == "text" and meta.preprocess.get("task") != "classify":
+    if text == "lm":
         return ("probabilities[:, t] is the distribution of the token after position t; its most likely token is "
                 "preprocess.vocab[argmax]")
     if meta.task == "classification":
@@ -153,9 +162,10 @@ def build_metadata(*, run_dir: Path, model_name: str, fmt: str, model_file: Path
 
 
 def _output_shape(meta: DataMeta) -> list[int | None]:
-    if meta.preprocess.get("task") == "seq2seq":
+    text = text_task(meta.preprocess)
+    if text == "seq2seq":
         return [None, int(meta.preprocess["target_length"]), meta.num_outputs]
-    if meta.preprocess.get("kind") == "text" and meta.preprocess.get("task") != "classify":
+    if text == "lm":
         return [None, *raw_input_shape(meta), meta.num_outputs]
     return [None, meta.num_outputs] if meta.task == "classification" else [None]
 

@@ -21,10 +21,19 @@ from torch import nn
 from trainlab import atomic, rundir
 from trainlab.export.check import CheckResult, check_export
 from trainlab.export.formats import FORMATS, ExportError, require_packages
-from trainlab.export.graph import ExportedPredictor, example_inputs, input_name, output_name, text_window, window_key
+from trainlab.export.graph import (
+    TEXT_LAYOUTS,
+    ExportedPredictor,
+    example_inputs,
+    input_name,
+    output_name,
+    text_task,
+    text_window,
+)
 from trainlab.export.metadata import build_metadata
 from trainlab.models.masked_recurrent import MaskedRecurrent, MaskedSeq2Seq, SourceInput
 from trainlab.models.recurrent import RecurrentNet
+from trainlab.models.seq2seq import Seq2Seq
 from trainlab.run import KFoldRun, RunDirectory, load_run
 
 logger = logging.getLogger(__name__)
@@ -85,12 +94,14 @@ def _predictors(run: RunDirectory) -> tuple[nn.Module, nn.Module]:
     whose models pack their input (passage classifiers, encoder-decoders): they are exported unpacked
     (:mod:`trainlab.models.masked_recurrent`) and checked against the packed models predict runs."""
     models, tta_flip, preprocess = run.load_models("cpu"), run.config.train.tta_flip, run.meta.preprocess
-    if preprocess.get("task") == "classify":
+    task = text_task(preprocess)
+    if task == "classify":
         unpacked = [MaskedRecurrent(model) if isinstance(model, RecurrentNet) else model for model in models]
-    elif preprocess.get("task") == "seq2seq":
+    elif task == "seq2seq":
         steps = int(preprocess["target_length"])
-        unpacked = [MaskedSeq2Seq(model, steps) for model in models]
         models = [SourceInput(model, steps) for model in models]  # the source alone in, as the graph takes it
+        unpacked = [MaskedSeq2Seq(asked.model, steps) if isinstance(asked.model, Seq2Seq) else asked
+                    for asked in models]
     else:
         reference = ExportedPredictor(models, run.meta, tta_flip).eval()
         return reference, reference
@@ -103,10 +114,13 @@ def _refuse_unexportable(run: RunDirectory) -> None:
     window of its training length; a passage classifier its class probabilities for passages padded to its longest
     training passage; an encoder-decoder its greedy decoding of sources padded to its longest training source."""
     preprocess = run.meta.preprocess
-    kind = preprocess.get("kind")
-    if kind == "text" and text_window(preprocess) is None:
+    kind, task = preprocess.get("kind"), text_task(preprocess)
+    if task is not None and task not in TEXT_LAYOUTS:
+        raise ExportError(f"{run.path} cannot be exported: its data.json names the text task '{task}', which export "
+                          f"does not know ({', '.join(TEXT_LAYOUTS)})")
+    if task is not None and text_window(preprocess) is None:
         raise ExportError(f"{run.path} cannot be exported: its data.json records no window length "
-                          f"({window_key(preprocess)})")
+                          f"({TEXT_LAYOUTS[task].window})")
     if kind not in ("image", "table", "text"):
         raise ExportError(f"{run.path} was trained on {kind} data; export handles image, table and text runs")
 
